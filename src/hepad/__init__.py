@@ -1,0 +1,49 @@
+"""hepad: anomaly detection for LHC collision events, from raw files to a trigger decision.
+
+Quick tour::
+
+    import hepad
+    bkg = hepad.read_events("background.h5")          # EventSet, (N, 19, 4) or (N, F)
+    det = hepad.train("ae", bkg)                        # or any name from hepad.available_detectors()
+    scores = det.score_samples(hepad.read_events("signal.h5"))
+    det.save("model/")  ;  det = hepad.load("model/")
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._version import __version__
+from .errors import HepadError
+from .events import EventSet
+from .io import iter_events, read_events, write_events
+
+__all__ = [
+    "__version__",
+    "HepadError",
+    "EventSet",
+    "read_events",
+    "iter_events",
+    "write_events",
+    "available_detectors",
+    "make_detector",
+    "train",
+    "load",
+]
+
+# Heavier entry points are imported on first use, so `import hepad` stays fast.
+_LAZY = {
+    "available_detectors": ("hepad.detectors.base", "available_detectors"),
+    "make_detector": ("hepad.detectors.base", "make_detector"),
+    "train": ("hepad.training", "train"),
+    "load": ("hepad.artifact", "load"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        mod, attr = _LAZY[name]
+        return getattr(importlib.import_module(mod), attr)
+    raise AttributeError(f"module 'hepad' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+"""CLI commands (filled in by the area owner)."""
+
+from ._app import app  # noqa: F401

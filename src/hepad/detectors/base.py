@@ -1,0 +1,293 @@
+"""The one detector interface, the registry, and threshold setting.
+
+Every detector: ``fit(X, X_val=None) -> self``, ``score_samples(X)`` (higher = more anomalous),
+a fitted ``threshold_`` set on background scores, and ``predict(X)`` in {0, 1}.
+
+``__init__`` only stores keyword-only parameters (scikit-learn style); nothing is validated,
+seeded or allocated there. Everything learned in ``fit`` ends with ``_``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import ConfigError, InputError, NotFittedError, closest
+from ..events import EventSet
+
+log = logging.getLogger(__name__)
+
+#: The LHC bunch-crossing rate seen by the L1 trigger, in Hz.
+COLLISION_RATE_HZ = 40e6
+
+__all__ = [
+    "COLLISION_RATE_HZ",
+    "BaseDetector",
+    "as_features",
+    "threshold_from_scores",
+    "register",
+    "get_detector_class",
+    "make_detector",
+    "available_detectors",
+    "PRESETS",
+]
+
+
+def as_features(X: Any, name: str = "X") -> np.ndarray:
+    """Model inputs as a C-contiguous float32 (N, F) array from an EventSet or an array.
+
+    The ADC2021 (N, 19, 4) layout becomes its 57 (pT, eta, phi) inputs.
+    """
+    if isinstance(X, EventSet):
+        arr = X.features
+    else:
+        arr = np.asarray(X)
+        if arr.ndim == 3 and arr.shape[1:] == (19, 4):
+            arr = arr[:, :, :3].reshape(len(arr), 57)
+    if arr.ndim != 2:
+        raise InputError(f"{name} has shape {arr.shape}; expected (N, F) features or (N, 19, 4) objects.")
+    if arr.shape[0] == 0:
+        raise InputError(f"{name} holds no events.")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(arr).all():
+        raise InputError(f"{name} holds NaN or infinite values; drop them first (--drop-invalid).")
+    return arr
+
+
+def threshold_from_scores(
+    scores: np.ndarray,
+    *,
+    percentile: float | None = None,
+    sigma: float | None = None,
+    rate_hz: float | None = None,
+    fpr: float | None = None,
+    collision_rate_hz: float = COLLISION_RATE_HZ,
+) -> float:
+    """A cut on background ``scores``: exactly one of percentile, sigma, rate_hz or fpr.
+
+    - ``percentile``: the given percentile of the background scores (the seeds use 95);
+    - ``sigma``: mean + sigma * std of the background scores;
+    - ``rate_hz``: accept this rate of a ``collision_rate_hz`` stream (an FPR of rate/collision rate);
+    - ``fpr``: accept this fraction of background.
+
+    Events with ``score > threshold`` are predicted anomalous.
+    """
+    given = {k: v for k, v in dict(percentile=percentile, sigma=sigma, rate_hz=rate_hz, fpr=fpr).items() if v is not None}
+    if len(given) != 1:
+        raise ConfigError(
+            f"Give exactly one of percentile, sigma, rate_hz or fpr to set a threshold (got {sorted(given) or 'none'})."
+        )
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.size == 0:
+        raise InputError("No background scores to set a threshold on.")
+    if percentile is not None:
+        if not 0 < percentile < 100:
+            raise ConfigError(f"percentile must be in (0, 100), got {percentile}.")
+        return float(np.percentile(scores, percentile, method="higher"))
+    if sigma is not None:
+        return float(scores.mean() + sigma * scores.std())
+    if rate_hz is not None:
+        if rate_hz <= 0 or collision_rate_hz <= 0:
+            raise ConfigError(f"rate_hz and collision_rate_hz must be positive, got {rate_hz}, {collision_rate_hz}.")
+        fpr = rate_hz / collision_rate_hz
+    assert fpr is not None
+    if not 0 < fpr < 1:
+        raise ConfigError(f"The accept fraction must be in (0, 1), got {fpr}.")
+    if fpr * scores.size < 1:
+        log.warning(
+            "Threshold for FPR %.2g set on only %d background events: fewer than one expected "
+            "accept; the cut is the maximum score. Use more background events.",
+            fpr,
+            scores.size,
+        )
+    # The cut keeps (score > t) for a fraction fpr of background.
+    return float(np.quantile(scores, 1.0 - fpr, method="higher"))
+
+
+class BaseDetector:
+    """Base class of every registered detector.
+
+    Subclasses implement ``_fit(X, X_val)`` and ``_score(X)`` on float32 (N, F) arrays and
+    declare their parameters as keyword-only ``__init__`` arguments with defaults.
+    Threshold parameters common to all detectors are set with :meth:`set_threshold`.
+    """
+
+    #: registry key, set by :func:`register`
+    name: ClassVar[str] = ""
+    #: one line for ``hepad detectors``
+    summary: ClassVar[str] = ""
+    #: True for detectors that need signal labels in ``fit`` (supervised references)
+    supervised: ClassVar[bool] = False
+
+    # ------------------------------------------------------------------ parameters
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY]
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor parameters (JSON-serialisable), as scikit-learn's ``get_params``."""
+        return {k: getattr(self, k) for k in self._param_names()}
+
+    def set_params(self, **params: Any) -> BaseDetector:
+        valid = self._param_names()
+        for k, v in params.items():
+            if k not in valid:
+                raise ConfigError(f"{self.name or type(self).__name__}: unknown parameter {k!r}.{closest(k, valid)} Valid: {', '.join(valid)}.")
+            setattr(self, k, v)
+        return self
+
+    def clone(self) -> BaseDetector:
+        """An unfitted copy with the same parameters."""
+        return type(self)(**self.get_params())
+
+    # ------------------------------------------------------------------ API
+    def fit(self, X: Any, X_val: Any = None, y: Any = None) -> BaseDetector:
+        """Learn background from ``X`` (and optionally validate on ``X_val``). Returns self.
+
+        The default threshold is the 95th percentile of the background scores (of ``X_val``
+        when given, else of ``X``); change it with :meth:`set_threshold`.
+        """
+        Xf = as_features(X, "X")
+        Xv = None if X_val is None else as_features(X_val, "X_val")
+        if self.supervised:
+            if y is None:
+                raise ConfigError(f"{self.name}: a supervised reference needs labels y (0 background, 1 signal).")
+            self._fit_supervised(Xf, np.asarray(y), Xv)
+        else:
+            self._fit(Xf, Xv)
+        self.n_features_in_ = Xf.shape[1]
+        bkg = Xv if Xv is not None else Xf
+        if self.supervised and y is not None and Xv is None:
+            bkg = Xf[np.asarray(y) == 0]
+        self.set_threshold(bkg, percentile=95.0)
+        return self
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Anomaly score per event, float32; higher means more anomalous."""
+        self._check_fitted()
+        Xf = as_features(X, "X")
+        if Xf.shape[1] != self.n_features_in_:
+            raise InputError(
+                f"{self.name}: got {Xf.shape[1]} features per event, the model was trained on {self.n_features_in_}."
+            )
+        return np.asarray(self._score(Xf), dtype=np.float32)
+
+    def set_threshold(
+        self,
+        X_background: Any = None,
+        *,
+        scores: np.ndarray | None = None,
+        percentile: float | None = None,
+        sigma: float | None = None,
+        rate_hz: float | None = None,
+        fpr: float | None = None,
+        collision_rate_hz: float = COLLISION_RATE_HZ,
+    ) -> BaseDetector:
+        """Set ``threshold_`` on background events (or their precomputed ``scores``)."""
+        if scores is None:
+            if X_background is None:
+                raise ConfigError("set_threshold needs background events or their scores.")
+            scores = self.score_samples(X_background)
+        self.threshold_ = threshold_from_scores(
+            scores, percentile=percentile, sigma=sigma, rate_hz=rate_hz, fpr=fpr,
+            collision_rate_hz=collision_rate_hz,
+        )
+        self.threshold_rule_ = {
+            k: v for k, v in dict(percentile=percentile, sigma=sigma, rate_hz=rate_hz, fpr=fpr).items() if v is not None
+        }
+        if rate_hz is not None:
+            self.threshold_rule_["collision_rate_hz"] = collision_rate_hz
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """1 for events scoring above ``threshold_`` (anomalous), else 0."""
+        scores = self.score_samples(X)
+        return (scores > self.threshold_).astype(np.int8)
+
+    # ------------------------------------------------------------------ to implement
+    def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
+        raise NotImplementedError
+
+    def _fit_supervised(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None) -> None:
+        raise NotImplementedError
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "threshold_")
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_features_in_"):
+            raise NotFittedError(
+                f"{self.name or type(self).__name__} is not fitted: call fit(X) first or load a saved model with hepad.load(path)."
+            )
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+
+# ---------------------------------------------------------------------- registry
+_REGISTRY: dict[str, type[BaseDetector]] = {}
+#: preset name -> (registry key, parameter overrides, one-line summary)
+PRESETS: dict[str, tuple[str, dict[str, Any], str]] = {}
+
+
+def register(name: str, summary: str = "") -> Callable[[type[BaseDetector]], type[BaseDetector]]:
+    """Class decorator: add a detector to the registry under ``name``."""
+
+    def deco(cls: type[BaseDetector]) -> type[BaseDetector]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ConfigError(f"Detector name {name!r} is registered twice.")
+        cls.name = name
+        cls.summary = summary or (cls.__doc__ or "").strip().splitlines()[0]
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def register_preset(name: str, detector: str, params: dict[str, Any], summary: str) -> None:
+    """Add a named preset: a registered detector with fixed parameter overrides."""
+    PRESETS[name] = (detector, dict(params), summary)
+
+
+def _load_builtin() -> None:
+    # Importing the modules registers their detectors (lazily, to keep `import hepad` light).
+    from . import _builtin  # noqa: F401
+
+
+def available_detectors() -> dict[str, str]:
+    """Every registry key and preset with its one-line summary."""
+    _load_builtin()
+    out = {k: c.summary for k, c in sorted(_REGISTRY.items())}
+    out.update({k: v[2] for k, v in sorted(PRESETS.items())})
+    return out
+
+
+def get_detector_class(name: str) -> type[BaseDetector]:
+    _load_builtin()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name in PRESETS:
+        return _REGISTRY[PRESETS[name][0]]
+    choices = list(_REGISTRY) + list(PRESETS)
+    raise ConfigError(f"Unknown detector {name!r}.{closest(name, choices)} Run `hepad detectors` to list them.")
+
+
+def make_detector(name: str, **params: Any) -> BaseDetector:
+    """An unfitted detector by registry key or preset name, with parameter overrides."""
+    cls = get_detector_class(name)
+    base = dict(PRESETS[name][1]) if name in PRESETS else {}
+    base.update(params)
+    det = cls()
+    det.set_params(**base)
+    return det

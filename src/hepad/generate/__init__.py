@@ -1,0 +1,1 @@
+"""Event generation with Pythia 8, fastjet and a parameterised detector response."""
