@@ -146,21 +146,26 @@ class BaseDetector:
         return type(self)(**self.get_params())
 
     # ------------------------------------------------------------------ API
-    def fit(self, X: Any, X_val: Any = None, y: Any = None) -> BaseDetector:
+    def fit(self, X: Any, X_val: Any = None, y: Any = None, **fit_options: Any) -> BaseDetector:
         """Learn background from ``X`` (and optionally validate on ``X_val``). Returns self.
 
         The default threshold is the 95th percentile of the background scores (of ``X_val``
-        when given, else of ``X``); change it with :meth:`set_threshold`.
+        when given, else of ``X``); change it with :meth:`set_threshold`. ``fit_options`` are
+        run options of some detectors (e.g. ``checkpoint_dir``, ``resume``, ``progress`` for
+        the deep ones), never model parameters.
         """
         Xf = as_features(X, "X")
         Xv = None if X_val is None else as_features(X_val, "X_val")
+        self.feature_names_in_ = (
+            list(X.feature_names) if isinstance(X, EventSet) else [f"f{i}" for i in range(Xf.shape[1])]
+        )
+        self.n_features_in_ = Xf.shape[1]
         if self.supervised:
             if y is None:
                 raise ConfigError(f"{self.name}: a supervised reference needs labels y (0 background, 1 signal).")
-            self._fit_supervised(Xf, np.asarray(y), Xv)
+            self._fit_supervised(Xf, np.asarray(y), Xv, **fit_options)
         else:
-            self._fit(Xf, Xv)
-        self.n_features_in_ = Xf.shape[1]
+            self._fit(Xf, Xv, **fit_options)
         bkg = Xv if Xv is not None else Xf
         if self.supervised and y is not None and Xv is None:
             bkg = Xf[np.asarray(y) == 0]
@@ -210,11 +215,25 @@ class BaseDetector:
         return (scores > self.threshold_).astype(np.int8)
 
     # ------------------------------------------------------------------ to implement
-    def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
+    def _fit(self, X: np.ndarray, X_val: np.ndarray | None, **fit_options: Any) -> None:
         raise NotImplementedError
 
-    def _fit_supervised(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None) -> None:
+    def _fit_supervised(
+        self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None, **fit_options: Any
+    ) -> None:
         raise NotImplementedError
+
+    def _make_preprocessor(self, X: np.ndarray) -> Any:
+        """Fit ``self.preprocessor_`` on background ``X`` from the ``preprocessing`` parameter."""
+        from ..preprocessing import Preprocessor
+
+        opts = dict(getattr(self, "preprocessing", None) or {})
+        try:
+            self.preprocessor_ = Preprocessor(**opts)
+        except TypeError as exc:
+            raise ConfigError(f"{self.name}: bad preprocessing options {opts}: {exc}.") from None
+        self.preprocessor_.fit(X, getattr(self, "feature_names_in_", None))
+        return self.preprocessor_
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         raise NotImplementedError
