@@ -35,7 +35,7 @@ __all__ = [
 _LAZY = {
     "available_detectors": ("hepad.detectors.base", "available_detectors"),
     "make_detector": ("hepad.detectors.base", "make_detector"),
-    "train": ("hepad.training", "train"),
+    "train": ("hepad.api", "train"),
     "load": ("hepad.artifact", "load"),
 }
 

@@ -9,9 +9,15 @@ seeded or allocated there. Everything learned in ``fit`` ends with ``_``.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
-from collections.abc import Callable
+import math
+import numbers
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,9 +30,17 @@ log = logging.getLogger(__name__)
 #: The LHC bunch-crossing rate seen by the L1 trigger, in Hz.
 COLLISION_RATE_HZ = 40e6
 
+#: The detector ``hepad.train`` and ``hepad train`` use when none is named.
+DEFAULT_DETECTOR = "ae"
+
 __all__ = [
     "COLLISION_RATE_HZ",
+    "DEFAULT_DETECTOR",
     "BaseDetector",
+    "Interval",
+    "Options",
+    "detector_from_state",
+    "register_preset",
     "as_features",
     "threshold_from_scores",
     "register",
@@ -56,6 +70,16 @@ def as_features(X: Any, name: str = "X") -> np.ndarray:
     if not np.isfinite(arr).all():
         raise InputError(f"{name} holds NaN or infinite values; drop them first (--drop-invalid).")
     return arr
+
+
+def _feature_names(X: Any, n_features: int) -> list[str]:
+    if isinstance(X, EventSet):
+        return list(X.feature_names)
+    if n_features == 57 and np.ndim(X) == 3:
+        from .._layout import FLAT57_NAMES
+
+        return list(FLAT57_NAMES)
+    return [f"f{i}" for i in range(n_features)]
 
 
 def threshold_from_scores(
@@ -108,6 +132,71 @@ def threshold_from_scores(
     return float(np.quantile(scores, 1.0 - fpr, method="higher"))
 
 
+@dataclass(frozen=True)
+class Interval:
+    """A numeric parameter constraint: ``kind`` is ``int`` or ``float``; bounds may be None."""
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    closed: str = "both"  # "both", "left", "right", "neither"
+
+    def accepts(self, v: Any) -> bool:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            return False
+        if self.kind is int and not isinstance(v, numbers.Integral):
+            return False
+        if not math.isfinite(float(v)):
+            return False
+        lo_ok = self.low is None or (v >= self.low if self.closed in ("both", "left") else v > self.low)
+        hi_ok = self.high is None or (v <= self.high if self.closed in ("both", "right") else v < self.high)
+        return lo_ok and hi_ok
+
+    def describe(self) -> str:
+        name = "an integer" if self.kind is int else "a number"
+        lo = "" if self.low is None else ("{} >= {}" if self.closed in ("both", "left") else "{} > {}").format("", self.low)
+        hi = "" if self.high is None else ("{} <= {}" if self.closed in ("both", "right") else "{} < {}").format("", self.high)
+        bounds = " and".join(b for b in (lo, hi) if b)
+        return f"{name}{bounds}" if bounds else name
+
+
+@dataclass(frozen=True)
+class Options:
+    """A parameter constraint: one of a fixed set of values."""
+
+    values: tuple
+
+    def accepts(self, v: Any) -> bool:
+        return any(v == o and type(v) is type(o) for o in self.values)
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(repr(o) for o in self.values)
+
+
+def _constraint_accepts(c: Any, v: Any) -> bool:
+    if c is None:
+        return v is None
+    if isinstance(c, (Interval, Options)):
+        return c.accepts(v)
+    if c is bool:
+        return isinstance(v, bool)
+    if isinstance(c, type):
+        return isinstance(v, c) and not (c is not bool and isinstance(v, bool) and c in (int, float))
+    if callable(c):
+        return bool(c(v))
+    raise TypeError(f"bad constraint {c!r}")
+
+
+def _constraint_text(c: Any) -> str:
+    if c is None:
+        return "None"
+    if isinstance(c, (Interval, Options)):
+        return c.describe()
+    if isinstance(c, type):
+        return {bool: "true/false", dict: "a mapping", list: "a list", str: "a string"}.get(c, c.__name__)
+    return getattr(c, "__doc__", None) or getattr(c, "__name__", repr(c))
+
+
 class BaseDetector:
     """Base class of every registered detector.
 
@@ -122,6 +211,9 @@ class BaseDetector:
     summary: ClassVar[str] = ""
     #: True for detectors that need signal labels in ``fit`` (supervised references)
     supervised: ClassVar[bool] = False
+    #: parameter name -> list of accepted constraints (``Interval``, ``Options``, a type, None),
+    #: checked when ``fit`` runs (never in ``__init__``), as scikit-learn's declared constraints.
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
 
     # ------------------------------------------------------------------ parameters
     @classmethod
@@ -142,8 +234,29 @@ class BaseDetector:
         return self
 
     def clone(self) -> BaseDetector:
-        """An unfitted copy with the same parameters."""
-        return type(self)(**self.get_params())
+        """An unfitted copy with the same parameters (deep-copied, as scikit-learn's ``clone``)."""
+        return type(self)(**copy.deepcopy(self.get_params()))
+
+    def _validate_params(self) -> None:
+        """Check every parameter against ``_parameter_constraints``; raise ConfigError naming it."""
+        label = self.name or type(self).__name__
+        for key, allowed in self._parameter_constraints.items():
+            value = getattr(self, key)
+            if not any(_constraint_accepts(c, value) for c in allowed):
+                expected = " or ".join(_constraint_text(c) for c in allowed)
+                raise ConfigError(f"{label}: parameter {key}={value!r} is invalid; expected {expected}.")
+        prep = getattr(self, "preprocessing", None)
+        if prep is not None:
+            if not isinstance(prep, dict):
+                raise ConfigError(f"{label}: preprocessing must be a mapping of Preprocessor options, got {prep!r}.")
+            from ..preprocessing import Preprocessor
+
+            valid = list(Preprocessor().get_params())
+            for k in prep:
+                if k not in valid:
+                    raise ConfigError(
+                        f"{label}: unknown preprocessing option {k!r}.{closest(str(k), valid)} Valid: {', '.join(valid)}."
+                    )
 
     # ------------------------------------------------------------------ API
     def fit(self, X: Any, X_val: Any = None, y: Any = None, **fit_options: Any) -> BaseDetector:
@@ -154,21 +267,28 @@ class BaseDetector:
         run options of some detectors (e.g. ``checkpoint_dir``, ``resume``, ``progress`` for
         the deep ones), never model parameters.
         """
+        self._validate_params()
+        if self.supervised and y is None and isinstance(X, EventSet) and X.labels is not None:
+            y = X.labels
         Xf = as_features(X, "X")
         Xv = None if X_val is None else as_features(X_val, "X_val")
-        self.feature_names_in_ = (
-            list(X.feature_names) if isinstance(X, EventSet) else [f"f{i}" for i in range(Xf.shape[1])]
-        )
+        self._reset_fitted()
+        self.feature_names_in_ = _feature_names(X, Xf.shape[1])
         self.n_features_in_ = Xf.shape[1]
         if self.supervised:
             if y is None:
                 raise ConfigError(f"{self.name}: a supervised reference needs labels y (0 background, 1 signal).")
-            self._fit_supervised(Xf, np.asarray(y), Xv, **fit_options)
+            y = np.asarray(y).astype(np.int64).ravel()
+            if y.shape != (len(Xf),):
+                raise InputError(f"{self.name}: {len(y)} labels for {len(Xf)} events.")
+            if set(np.unique(y).tolist()) != {0, 1}:
+                raise InputError(f"{self.name}: labels must hold both 0 (background) and 1 (signal), got {sorted(set(np.unique(y).tolist()))}.")
+            self._fit_supervised(Xf, y, Xv, **fit_options)
         else:
             self._fit(Xf, Xv, **fit_options)
         bkg = Xv if Xv is not None else Xf
-        if self.supervised and y is not None and Xv is None:
-            bkg = Xf[np.asarray(y) == 0]
+        if self.supervised and Xv is None:
+            bkg = Xf[y == 0]
         self.set_threshold(bkg, percentile=95.0)
         return self
 
@@ -214,6 +334,62 @@ class BaseDetector:
         scores = self.score_samples(X)
         return (scores > self.threshold_).astype(np.int8)
 
+    def save(self, path: str | os.PathLike[str], *, metadata: dict[str, Any] | None = None) -> Path:
+        """Write the fitted detector to the model directory ``path`` (see :func:`hepad.artifact.save`)."""
+        from ..artifact import save
+
+        return save(self, path, metadata=metadata)
+
+    # ------------------------------------------------------------------ state protocol (no pickle)
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """JSON-able learned metadata and named numeric arrays of the detector-specific fit.
+
+        The common fitted attributes (features, threshold, preprocessor, history) are handled
+        by the base class; override this in every detector.
+        """
+        return {}, {}
+
+    def _set_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Rebuild the fitted detector from :meth:`_get_state` output on a fresh instance."""
+
+    def _common_state(self) -> dict[str, Any]:
+        self._check_fitted()
+        pre = getattr(self, "preprocessor_", None)
+        hist = getattr(self, "history_", None)
+        return {
+            "n_features_in": int(self.n_features_in_),
+            "feature_names_in": [str(n) for n in self.feature_names_in_],
+            "threshold": float(self.threshold_),
+            "threshold_rule": dict(getattr(self, "threshold_rule_", {})),
+            "preprocessor": None if pre is None else pre.to_dict(),
+            "history": None if hist is None else _jsonable_history(hist),
+        }
+
+    def _set_common_state(self, common: dict[str, Any]) -> None:
+        from ..preprocessing import Preprocessor
+
+        self.n_features_in_ = int(common["n_features_in"])
+        self.feature_names_in_ = [str(n) for n in common["feature_names_in"]]
+        if len(self.feature_names_in_) != self.n_features_in_:
+            raise ValueError("feature_names_in does not match n_features_in")
+        self.threshold_ = float(common["threshold"])
+        self.threshold_rule_ = dict(common.get("threshold_rule") or {})
+        if common.get("preprocessor") is not None:
+            self.preprocessor_ = Preprocessor.from_dict(common["preprocessor"])
+        if common.get("history") is not None:
+            self.history_ = {str(k): list(v) for k, v in common["history"].items()}
+
+    def _export_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Everything needed to rebuild this fitted detector: a JSON-able document and arrays."""
+        meta, arrays = self._get_state()
+        doc = {"name": self.name, "params": self.get_params(), "fitted": self._common_state(), "meta": meta}
+        return doc, dict(arrays)
+
+    def _reset_fitted(self) -> None:
+        # A refit must not keep attributes (history, preprocessor) of an earlier fit.
+        for k in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, k)
+
     # ------------------------------------------------------------------ to implement
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None, **fit_options: Any) -> None:
         raise NotImplementedError
@@ -252,6 +428,55 @@ class BaseDetector:
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"
+
+
+def _jsonable_history(hist: dict[str, Any]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for k, values in hist.items():
+        row = []
+        for v in list(values):
+            if isinstance(v, (np.floating, float)):
+                v = float(v)
+                row.append(v if math.isfinite(v) else None)  # JSON has no NaN/inf
+            elif isinstance(v, (np.integer,)):
+                row.append(int(v))
+            else:
+                row.append(v)
+        out[str(k)] = row
+    return out
+
+
+def detector_from_state(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> BaseDetector:
+    """Rebuild a fitted detector from :meth:`BaseDetector._export_state` output.
+
+    Only registered detector classes can be built, with JSON parameters: nothing is executed
+    that is not hepad's own code.
+    """
+    name = doc["name"]
+    cls = get_detector_class(name)
+    if name not in _REGISTRY:
+        raise ConfigError(f"{name!r} is a preset, not a detector class.")
+    params = doc.get("params") or {}
+    if not isinstance(params, dict):
+        raise ConfigError(f"{name}: params must be a mapping.")
+    det = cls()
+    det.set_params(**params)
+    det._set_common_state(doc["fitted"])
+    det._set_state(doc.get("meta") or {}, arrays)
+    return det
+
+
+def sub_arrays(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The arrays whose names start with ``prefix``, with the prefix removed."""
+    n = len(prefix)
+    return {k[n:]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+
+def check_arrays(name: str, arrays: dict[str, np.ndarray], required: Sequence[str]) -> None:
+    """Raise ValueError naming missing saved arrays (caught and reported by ``hepad.load``)."""
+    missing = [k for k in required if k not in arrays]
+    if missing:
+        raise ValueError(f"{name}: saved arrays missing: {', '.join(missing)}")
 
 
 # ---------------------------------------------------------------------- registry
@@ -305,7 +530,7 @@ def get_detector_class(name: str) -> type[BaseDetector]:
 def make_detector(name: str, **params: Any) -> BaseDetector:
     """An unfitted detector by registry key or preset name, with parameter overrides."""
     cls = get_detector_class(name)
-    base = dict(PRESETS[name][1]) if name in PRESETS else {}
+    base = copy.deepcopy(PRESETS[name][1]) if name in PRESETS else {}
     base.update(params)
     det = cls()
     det.set_params(**base)

@@ -3,56 +3,124 @@
 Files written by hepad hold ``Particles`` (or ``data`` for flat features), optional ``labels``,
 ``weights`` and ``process`` datasets of length N, and the provenance as a JSON string in the
 root attribute ``hepad_provenance``.
+
+Reading picks the dataset ``key``; without one: ``Particles``, then ``data``, then ``Data``,
+then the only 2-D/3-D dataset. Files holding only train/validation/test splits (``X_train``,
+``X_val``, ``X_test``, as written by the ADC2021 tutorials) need ``key=``; the error lists them
+with their shapes. A flat dataset of 57 columns without stored names gets the ADC2021 flat
+names (``MET_pt``, ``MET_eta``, ...).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from .. import _layout as L
 from .._atomic import atomic_path
 from ..errors import FormatError, InputError, MissingKeyError, closest
 from ..events import EventSet
 
 OBJECT_KEY = "Particles"
 DEFAULT_FLAT_KEY = "data"
+DEFAULT_KEYS = (OBJECT_KEY, DEFAULT_FLAT_KEY, "Data")
+SPLIT_KEYS = ("X_train", "X_val", "X_test")
 _SIDE_KEYS = ("labels", "weights", "process")
 PROVENANCE_ATTR = "hepad_provenance"
+_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+#: events per HDF5 chunk when writing: ~3 MB for the object layout
+WRITE_CHUNK = 10_000
+
+
+def _check_signature(path: Path) -> None:
+    """Refuse files that are not HDF5 before handing them to the C library.
+
+    The superblock signature sits at byte 0 or, after a user block, at 512, 1024, 2048...
+    Checking it first turns random bytes into a clear error, and keeps libhdf5 away from
+    input it was never meant to parse.
+    """
+    size = path.stat().st_size
+    if size == 0:
+        raise InputError(f"{path}: the file is empty (0 bytes).")
+    with open(path, "rb") as fh:
+        offset = 0
+        while offset + len(_SIGNATURE) <= size:
+            fh.seek(offset)
+            if fh.read(len(_SIGNATURE)) == _SIGNATURE:
+                return
+            offset = 512 if offset == 0 else offset * 2
+    raise FormatError(
+        f"{path}: not an HDF5 file (no HDF5 signature). Check the file, or pass --format "
+        "if it is CSV, Parquet or ROOT."
+    )
 
 
 def _open(path: Path) -> h5py.File:
+    _check_signature(path)
     try:
         return h5py.File(path, "r")
-    except OSError as exc:
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise FormatError(
-            f"{path}: not a readable HDF5 file ({exc.__class__.__name__}: {exc}). "
+            f"{path}: not a readable HDF5 file ({exc.__class__.__name__}: {str(exc)[:200]}). "
             "It may be truncated or corrupt; regenerate or re-download it."
         ) from None
 
 
+def _datasets(f: h5py.File) -> dict[str, tuple]:
+    out = {}
+    for k in f.keys():
+        try:
+            obj = f[k]
+        except (KeyError, OSError, ValueError, RuntimeError):
+            continue  # a damaged link: leave it out of the listing
+        if isinstance(obj, h5py.Dataset):
+            out[k] = tuple(obj.shape or ())
+    return out
+
+
+def _describe(datasets: dict[str, tuple]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in datasets.items()) or "no datasets"
+
+
 def _choose_key(f: h5py.File, path: Path, key: str | None) -> str:
-    datasets = [k for k in f.keys() if isinstance(f[k], h5py.Dataset)]
+    datasets = _datasets(f)
     if key is not None:
-        if key not in f or not isinstance(f[key], h5py.Dataset):
+        if key not in datasets:
             raise MissingKeyError(
-                f"{path}: no dataset {key!r}; the file holds {', '.join(datasets) or 'no datasets'}."
+                f"{path}: no dataset {key!r}; the file holds {_describe(datasets)}."
                 f"{closest(key, datasets)} Pass --key with one of them."
             )
         return key
-    for candidate in (OBJECT_KEY, DEFAULT_FLAT_KEY):
+    for candidate in DEFAULT_KEYS:
         if candidate in datasets:
             return candidate
     if not datasets:
         raise FormatError(f"{path}: the HDF5 file holds no datasets.")
+    events_like = [k for k, s in datasets.items() if len(s) in (2, 3) and k not in _SIDE_KEYS]
+    if len(events_like) == 1:
+        return events_like[0]
+    splits = [k for k in SPLIT_KEYS if k in datasets]
+    what = "train/validation/test splits" if splits else "several datasets"
     raise MissingKeyError(
-        f"{path}: neither {OBJECT_KEY!r} nor {DEFAULT_FLAT_KEY!r} found; the file holds "
-        f"{', '.join(datasets)}. Pass --key with one of them."
+        f"{path}: the file holds {what} ({_describe(datasets)}) and none of "
+        f"{', '.join(DEFAULT_KEYS)}; choose one with key= / --key"
+        + (f" (e.g. --key {splits[-1]})." if splits else ".")
     )
+
+
+def default_key(path: str | os.PathLike[str]) -> str | None:
+    """The dataset :func:`read` would use without ``key``, or None when it needs one."""
+    path = Path(path)
+    with _open(path) as f:
+        try:
+            return _choose_key(f, path, None)
+        except MissingKeyError:
+            return None
 
 
 def _provenance(f: h5py.File, path: Path, key: str) -> dict:
@@ -60,7 +128,8 @@ def _provenance(f: h5py.File, path: Path, key: str) -> dict:
     raw = f.attrs.get(PROVENANCE_ATTR)
     if raw is not None:
         try:
-            prov = json.loads(raw)
+            loaded = json.loads(raw)
+            prov = loaded if isinstance(loaded, dict) else {}
         except (TypeError, ValueError):
             prov = {}
     prov.update({"source": str(path), "format": "hdf5", "key": key})
@@ -71,9 +140,43 @@ def _side(f: h5py.File, name: str, sel: slice, n_total: int) -> np.ndarray | Non
     if name in f and isinstance(f[name], h5py.Dataset) and f[name].shape == (n_total,):
         arr = f[name][sel]
         if name == "process":
-            arr = np.asarray([a.decode() if isinstance(a, bytes) else str(a) for a in arr])
+            return np.asarray([a.decode() if isinstance(a, bytes) else str(a) for a in arr])
+        if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
+            return None
         return arr
     return None
+
+
+def _check_dataset(ds: h5py.Dataset, path: Path, key: str) -> None:
+    shape = ds.shape
+    if shape is None or len(shape) not in (2, 3):
+        raise FormatError(
+            f"{path}: dataset {key!r} has shape {shape}; expected (N, 19, 4) objects or "
+            "(N, F) features."
+        )
+    if len(shape) == 3 and shape[1:] != (L.N_SLOTS, L.N_COLUMNS):
+        hint = ""
+        if shape[1:] == (L.N_SLOTS, 3):
+            hint = " (19 x 3 without the type column: reshape it to (N, 57) flat features)"
+        raise FormatError(
+            f"{path}: dataset {key!r} has shape {shape}; the ADC2021 layout is "
+            f"(N, {L.N_SLOTS}, {L.N_COLUMNS}){hint}."
+        )
+    if not (np.issubdtype(ds.dtype, np.number) or ds.dtype == bool):
+        raise FormatError(f"{path}: dataset {key!r} is not numeric (dtype {ds.dtype}).")
+    if shape[0] == 0:
+        raise InputError(f"{path}: dataset {key!r} holds no events.")
+
+
+def _names(ds: h5py.Dataset, n_cols: int) -> tuple[str, ...]:
+    stored = ds.attrs.get("feature_names")
+    if stored is not None:
+        names = tuple(s.decode() if isinstance(s, bytes) else str(s) for s in np.ravel(stored))
+        if len(names) == n_cols:
+            return names
+    if n_cols == L.N_FLAT:
+        return L.FLAT57_NAMES
+    return tuple(f"f{i}" for i in range(n_cols))
 
 
 def _read_block(
@@ -81,105 +184,210 @@ def _read_block(
 ) -> EventSet:
     ds = f[key]
     sel = slice(start, stop)
-    try:
-        data = ds[sel]
-    except (OSError, ValueError) as exc:
-        raise FormatError(f"{path}: cannot read dataset {key!r} ({exc}); the file may be corrupt.") from None
+    idx = None
     names: tuple[str, ...] = ()
-    if data.ndim == 2:
-        stored = ds.attrs.get("feature_names")
-        if stored is not None:
-            names = tuple(s.decode() if isinstance(s, bytes) else str(s) for s in stored)
+    if ds.ndim == 2:
+        names = _names(ds, ds.shape[1])
         if columns:
-            names = names or tuple(f"f{i}" for i in range(data.shape[1]))
             missing = [c for c in columns if c not in names]
             if missing:
                 raise MissingKeyError(
-                    f"{path}: dataset {key!r} has no column {missing[0]!r}.{closest(missing[0], names)}"
+                    f"{path}: dataset {key!r} has no column {missing[0]!r}."
+                    f"{closest(missing[0], names)} Columns: {', '.join(names[:10])}"
+                    + (", ..." if len(names) > 10 else ".")
                 )
             idx = [names.index(c) for c in columns]
-            data, names = data[:, idx], tuple(columns)
-    elif data.ndim != 3:
-        raise FormatError(
-            f"{path}: dataset {key!r} has shape {ds.shape}; expected (N, 19, 4) objects or (N, F) features."
+            names = tuple(columns)
+    elif columns:
+        raise InputError(
+            f"{path}: dataset {key!r} holds the (N, 19, 4) object layout; columns= selects "
+            "flat columns only. Read it whole and use .flat57 / .features."
         )
-    if not np.issubdtype(data.dtype, np.number):
-        raise FormatError(f"{path}: dataset {key!r} is not numeric (dtype {data.dtype}).")
+    try:
+        data = ds[sel]
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise FormatError(
+            f"{path}: cannot read events {start}-{stop} of dataset {key!r} "
+            f"({exc.__class__.__name__}: {str(exc)[:200]}); the file may be truncated or corrupt."
+        ) from None
+    if idx is not None:
+        data = data[:, idx]
     n_total = ds.shape[0]
-    return EventSet(
-        data=data,
-        feature_names=names,
-        labels=_side(f, "labels", sel, n_total),
-        weights=_side(f, "weights", sel, n_total),
-        process=_side(f, "process", sel, n_total),
-        provenance=_provenance(f, path, key),
-    )
+    try:
+        side = {name: _side(f, name, sel, n_total) for name in _SIDE_KEYS}
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise FormatError(
+            f"{path}: cannot read labels/weights/process ({exc}); the file may be corrupt."
+        ) from None
+    return EventSet(data=data, feature_names=names, provenance=_provenance(f, path, key), **side)
 
 
-def read_hdf5(
+def read(
     path: str | os.PathLike[str],
     key: str | None = None,
     columns: Sequence[str] | None = None,
-    entry_range: tuple[int, int] | None = None,
+    entry_range: tuple[int, int | None] | None = None,
 ) -> EventSet:
     """Read one dataset (``Particles``, ``data`` or ``key``) of an HDF5 file."""
     path = Path(path)
     with _open(path) as f:
         k = _choose_key(f, path, key)
-        n = f[k].shape[0] if f[k].shape else 0
-        start, stop = (0, n) if entry_range is None else (max(0, entry_range[0]), min(n, entry_range[1]))
-        if n == 0:
-            raise InputError(f"{path}: dataset {k!r} holds no events.")
+        _check_dataset(f[k], path, k)
+        n = f[k].shape[0]
+        start, stop = _clamp(entry_range, n)
         return _read_block(f, path, k, start, stop, columns)
 
 
-def iter_hdf5(
+def _clamp(entry_range: tuple[int, int | None] | None, n: int) -> tuple[int, int]:
+    if entry_range is None:
+        return 0, n
+    start, stop = entry_range
+    stop = n if stop is None else min(n, stop)
+    return min(start, stop), stop
+
+
+def iterate(
     path: str | os.PathLike[str],
     chunk_size: int = 100_000,
     key: str | None = None,
     columns: Sequence[str] | None = None,
+    entry_range: tuple[int, int | None] | None = None,
 ) -> Iterator[EventSet]:
-    """Yield consecutive chunks of at most ``chunk_size`` events; memory stays bounded."""
+    """Yield consecutive chunks of at most ``chunk_size`` events; memory stays bounded.
+
+    Only one chunk is in memory at a time: each is a hyperslab read of the dataset.
+    """
     path = Path(path)
     if chunk_size < 1:
         raise InputError(f"chunk_size must be >= 1, got {chunk_size}.")
     with _open(path) as f:
         k = _choose_key(f, path, key)
-        n = f[k].shape[0] if f[k].shape else 0
-        if n == 0:
-            raise InputError(f"{path}: dataset {k!r} holds no events.")
-        for start in range(0, n, chunk_size):
-            yield _read_block(f, path, k, start, min(n, start + chunk_size), columns)
+        _check_dataset(f[k], path, k)
+        start, stop = _clamp(entry_range, f[k].shape[0])
+        if start == stop:
+            yield _read_block(f, path, k, start, stop, columns)
+            return
+        for lo in range(start, stop, chunk_size):
+            yield _read_block(f, path, k, lo, min(stop, lo + chunk_size), columns)
 
 
-def count_hdf5(path: str | os.PathLike[str], key: str | None = None) -> int:
+def count(path: str | os.PathLike[str], key: str | None = None) -> int:
     """Number of events in the chosen dataset, without reading it."""
     path = Path(path)
     with _open(path) as f:
-        return int(f[_choose_key(f, path, key)].shape[0])
+        k = _choose_key(f, path, key)
+        _check_dataset(f[k], path, k)
+        return int(f[k].shape[0])
 
 
-def _write_into(f: h5py.File, events: EventSet, compression: str | None) -> None:
-    key = OBJECT_KEY if events.is_objects else DEFAULT_FLAT_KEY
-    chunks = (min(len(events), 10_000),) + events.data.shape[1:] if len(events) else None
-    ds = f.create_dataset(key, data=events.data, compression=compression, chunks=chunks)
-    if not events.is_objects:
-        ds.attrs["feature_names"] = np.asarray(events.feature_names, dtype=h5py.string_dtype())
-    if events.labels is not None:
-        f.create_dataset("labels", data=events.labels)
-    if events.weights is not None:
-        f.create_dataset("weights", data=events.weights)
-    if events.process is not None:
-        f.create_dataset("process", data=events.process.astype(object), dtype=h5py.string_dtype())
-    prov = {k: v for k, v in events.provenance.items() if k not in ("source", "format", "key")}
-    f.attrs[PROVENANCE_ATTR] = json.dumps(prov, default=str)
+def list_keys(path: str | os.PathLike[str]) -> dict[str, tuple]:
+    """Datasets at the root of the file and their shapes."""
+    path = Path(path)
+    with _open(path) as f:
+        return _datasets(f)
+
+
+# Kept for code written against the first skeleton.
+read_hdf5 = read
+iter_hdf5 = iterate
+count_hdf5 = count
+
+
+class _Appender:
+    """Appends EventSet chunks to resizable datasets of an open HDF5 file."""
+
+    def __init__(self, f: h5py.File, path: Path, compression: str | None, compression_opts) -> None:
+        self.f, self.path = f, path
+        self.compression, self.compression_opts = compression, compression_opts
+        self.n = 0
+        self.first: EventSet | None = None
+
+    def _create(self, events: EventSet) -> None:
+        key = OBJECT_KEY if events.is_objects else DEFAULT_FLAT_KEY
+        tail = events.data.shape[1:]
+        opts = {"compression": self.compression}
+        if self.compression is not None and self.compression_opts is not None:
+            opts["compression_opts"] = self.compression_opts
+        ds = self.f.create_dataset(
+            key, shape=(0,) + tail, maxshape=(None,) + tail, dtype=np.float32,
+            chunks=(WRITE_CHUNK,) + tail, **opts,
+        )
+        if not events.is_objects:
+            ds.attrs["feature_names"] = np.asarray(events.feature_names, dtype=h5py.string_dtype())
+        for name, dtype in (("labels", np.int8), ("weights", np.float32),
+                            ("process", h5py.string_dtype())):
+            if getattr(events, name) is not None:
+                self.f.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype,
+                                      chunks=(WRITE_CHUNK * 4,))
+        self.key = key
+        self.first = events
+        prov = {k: v for k, v in events.provenance.items() if k not in ("source", "format", "key")}
+        prov.setdefault("written_from", events.source)
+        self.f.attrs[PROVENANCE_ATTR] = json.dumps(prov, default=str)
+
+    def append(self, events: EventSet) -> None:
+        if self.first is None:
+            self._create(events)
+        first = self.first
+        assert first is not None
+        if events.data.shape[1:] != first.data.shape[1:] or events.feature_names != first.feature_names:
+            raise InputError(
+                f"{self.path}: chunk from {events.source} has a different layout or features than "
+                f"the first chunk ({first.source}); all chunks must match."
+            )
+        for name in _SIDE_KEYS:
+            if (getattr(events, name) is None) != (getattr(first, name) is None):
+                raise InputError(
+                    f"{self.path}: chunk from {events.source} {'lacks' if getattr(events, name) is None else 'adds'} "
+                    f"{name}; all chunks must carry the same labels/weights/process."
+                )
+        n_new = self.n + len(events)
+        ds = self.f[self.key]
+        ds.resize(n_new, axis=0)
+        ds[self.n:n_new] = events.data
+        for name in _SIDE_KEYS:
+            arr = getattr(events, name)
+            if arr is not None:
+                side = self.f[name]
+                side.resize(n_new, axis=0)
+                side[self.n:n_new] = arr.astype(object) if name == "process" else arr
+        self.n = n_new
+
+
+def write(
+    chunks: Iterable[EventSet],
+    path: str | os.PathLike[str],
+    compression: str | None = "gzip",
+    compression_opts: int | None = None,
+) -> Path:
+    """Write EventSet chunks to one HDF5 file atomically, appending chunk by chunk.
+
+    Parameters
+    ----------
+    chunks : iterable of EventSet
+        Same layout and features; streamed, so memory holds one chunk at a time.
+    path : path-like
+        Output file; it appears only when complete.
+    compression : {"gzip", "lzf", None}
+        HDF5 filter (default gzip).
+    compression_opts : int, optional
+        gzip level 0-9 (h5py default 4).
+    """
+    path = Path(path)
+    if compression not in (None, "gzip", "lzf"):
+        raise InputError(f"{path}: compression must be 'gzip', 'lzf' or None, not {compression!r}.")
+    with atomic_path(path, suffix=".h5.tmp") as tmp:
+        with h5py.File(tmp, "w") as f:
+            app = _Appender(f, path, compression, compression_opts)
+            for events in chunks:
+                app.append(events)
+            if app.first is None:
+                raise InputError(f"{path}: no events to write.")
+    return path
 
 
 def write_hdf5(
     events: EventSet, path: str | os.PathLike[str], compression: str | None = "gzip"
 ) -> Path:
-    """Write ``events`` atomically: a temporary file in the same folder, renamed when complete."""
-    with atomic_path(path, suffix=".h5.tmp") as tmp:
-        with h5py.File(tmp, "w") as f:
-            _write_into(f, events, compression)
-    return Path(path)
+    """Write one EventSet atomically (see :func:`write`)."""
+    return write([events], path, compression=compression)

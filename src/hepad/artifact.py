@@ -1,0 +1,317 @@
+"""The model directory: a fitted detector saved as JSON + safetensors, loaded without pickle.
+
+Layout of a model directory::
+
+    manifest.json          format "hepad-model", format version, detector name, hepad version,
+                           sha256 and size of every other file
+    detector.json          registry name, constructor params, common fitted attributes, meta
+    preprocessing.json     the fitted Preprocessor (or null)
+    thresholds.json        threshold_ and the rule that set it
+    weights.safetensors    every learned array (torch state_dict entries prefixed ``net.``)
+    history.json           training history of deep models (or {})
+    metadata.json          versions, training-data provenance, creation time, user metadata
+
+:func:`load` checks the manifest, the exact set of files and every hash before it parses
+anything else, and rebuilds the detector only from registered hepad classes, JSON values and
+numeric arrays: a model file can never execute code.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._atomic import atomic_dir
+from ._version import __version__
+from .errors import HepadError, ModelFileError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "save", "load", "read_manifest"]
+
+FORMAT = "hepad-model"
+FORMAT_VERSION = 1
+
+MANIFEST = "manifest.json"
+DETECTOR = "detector.json"
+PREPROCESSING = "preprocessing.json"
+THRESHOLDS = "thresholds.json"
+WEIGHTS = "weights.safetensors"
+HISTORY = "history.json"
+METADATA = "metadata.json"
+#: every file of a model directory besides the manifest
+FILES = (DETECTOR, PREPROCESSING, THRESHOLDS, WEIGHTS, HISTORY, METADATA)
+
+# JSON files larger than this are not a hepad model (guards against parsing huge foreign files).
+_MAX_JSON_BYTES = 64 * 1024 * 1024
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _dump_json(obj: Any, path: Path) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False, default=_json_default)
+    path.write_text(text + "\n", encoding="utf-8")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (Path, os.PathLike)):
+        return os.fspath(o)
+    raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
+
+
+def _versions() -> dict[str, str]:
+    out = {"hepad": __version__, "python": platform.python_version(), "numpy": np.__version__}
+    for mod in ("torch", "sklearn", "safetensors"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001 - a version we cannot read is simply not recorded
+            pass
+    return out
+
+
+def save(detector: Any, path: str | os.PathLike[str], *, metadata: dict[str, Any] | None = None) -> Path:
+    """Write a fitted detector to the model directory ``path``, atomically.
+
+    Parameters
+    ----------
+    detector : BaseDetector
+        A fitted detector.
+    path : path-like
+        The directory to create (an existing one is replaced only once the new one is complete).
+    metadata : dict, optional
+        JSON-serialisable extras stored in ``metadata.json`` (e.g. training data provenance,
+        the configuration used).
+
+    Returns
+    -------
+    Path
+        The model directory.
+    """
+    from safetensors.numpy import save_file
+
+    from .detectors.base import BaseDetector
+
+    if not isinstance(detector, BaseDetector):
+        raise ModelFileError(f"{path}: can only save hepad detectors, got {type(detector).__name__}.")
+    doc, arrays = detector._export_state()
+    fitted = doc["fitted"]
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise ModelFileError(f"{target}: exists and is not a directory; choose another output path.")
+    if target.is_dir() and any(target.iterdir()) and not (target / MANIFEST).is_file():
+        raise ModelFileError(
+            f"{target}: directory exists, is not empty and is not a hepad model; refusing to replace it."
+        )
+    clean: dict[str, np.ndarray] = {}
+    for k, v in arrays.items():
+        a = np.asarray(v)
+        if a.dtype == object or a.dtype.kind in "USV":
+            raise ModelFileError(f"{detector.name}: array {k!r} has dtype {a.dtype}; only numeric arrays can be saved.")
+        clean[str(k)] = np.ascontiguousarray(a)
+    meta_doc = {
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "detector": detector.name,
+    }
+    meta_doc.update(metadata or {})
+    try:
+        json.dumps(meta_doc, allow_nan=False, default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{target}: metadata is not JSON-serialisable: {exc}.") from None
+    with atomic_dir(target) as tmp:
+        _dump_json(
+            {
+                "name": doc["name"],
+                "params": doc["params"],
+                "fitted": {
+                    "n_features_in": fitted["n_features_in"],
+                    "feature_names_in": fitted["feature_names_in"],
+                },
+                "meta": doc["meta"],
+            },
+            tmp / DETECTOR,
+        )
+        _dump_json(fitted["preprocessor"], tmp / PREPROCESSING)
+        _dump_json({"threshold": fitted["threshold"], "rule": fitted["threshold_rule"]}, tmp / THRESHOLDS)
+        _dump_json(fitted["history"] or {}, tmp / HISTORY)
+        _dump_json(meta_doc, tmp / METADATA)
+        save_file(clean, str(tmp / WEIGHTS), metadata={"format": FORMAT})
+        files = {
+            name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size} for name in FILES
+        }
+        _dump_json(
+            {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "detector": doc["name"],
+                "hepad_version": __version__,
+                "files": files,
+            },
+            tmp / MANIFEST,
+        )
+    log.info("saved %s model to %s", detector.name, target)
+    return target
+
+
+def _read_json(path: Path) -> Any:
+    if path.stat().st_size > _MAX_JSON_BYTES:
+        raise ModelFileError(f"{path}: too large for a hepad model file; not a hepad model.")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path}: not valid JSON ({exc}); the model directory is damaged.") from None
+
+
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The checked ``manifest.json`` of the model directory ``path``.
+
+    Raises
+    ------
+    ModelFileError
+        When ``path`` is not a directory, has no manifest, or the manifest is not a hepad
+        model manifest of a supported format version.
+    """
+    root = Path(path)
+    if not root.exists():
+        raise ModelFileError(f"{root}: no such model directory.")
+    if not root.is_dir():
+        raise ModelFileError(
+            f"{root}: is a file; a hepad model is a directory written by `hepad train -o DIR` or detector.save(DIR)."
+        )
+    mpath = root / MANIFEST
+    if not mpath.is_file() or mpath.is_symlink():
+        raise ModelFileError(
+            f"{root}: not a hepad model directory (no {MANIFEST}); train one with `hepad train -o DIR`."
+        )
+    manifest = _read_json(mpath)
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ModelFileError(f"{mpath}: not a hepad model manifest (format is not {FORMAT!r}).")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ModelFileError(f"{mpath}: format_version is missing or not an integer.")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{mpath}: model format version {version} is newer than this hepad ({__version__}) "
+            f"reads (version {FORMAT_VERSION}); upgrade hepad."
+        )
+    if version < 1:
+        raise ModelFileError(f"{mpath}: unknown model format version {version}.")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or set(files) != set(FILES):
+        raise ModelFileError(
+            f"{mpath}: the manifest must list exactly {', '.join(FILES)}; the model directory is damaged."
+        )
+    return manifest
+
+
+def _verify(root: Path, manifest: dict[str, Any]) -> None:
+    present = {p.name for p in root.iterdir()}
+    expected = set(FILES) | {MANIFEST}
+    extra = sorted(present - expected)
+    if extra:
+        raise ModelFileError(
+            f"{root}: unexpected file(s) {', '.join(extra)} in the model directory; a hepad model "
+            f"holds only {', '.join(sorted(expected))}. Refusing to load (was it tampered with?)."
+        )
+    for name in FILES:
+        p = root / name
+        if not p.exists():
+            raise ModelFileError(f"{p}: missing from the model directory; save the model again.")
+        if p.is_symlink() or not p.is_file():
+            raise ModelFileError(f"{p}: not a regular file; refusing to load.")
+        entry = manifest["files"][name]
+        want = entry.get("sha256") if isinstance(entry, dict) else None
+        if not isinstance(want, str) or _sha256(p) != want:
+            raise ModelFileError(
+                f"{p}: content does not match the sha256 in {MANIFEST}; the file was modified or "
+                "damaged after saving. Refusing to load."
+            )
+
+
+def load(path: str | os.PathLike[str]) -> Any:
+    """Load a detector saved with :func:`save` (or ``detector.save``), ready to score.
+
+    Parameters
+    ----------
+    path : path-like
+        The model directory.
+
+    Returns
+    -------
+    BaseDetector
+        The fitted detector; ``score_samples`` accepts an EventSet or the flat (N, F) array
+        it was trained on.
+
+    Raises
+    ------
+    ModelFileError
+        Naming the file, when the directory is not a hepad model, has a missing, extra or
+        modified file, a newer format version, or content hepad cannot rebuild from.
+    """
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    from .detectors.base import detector_from_state
+
+    root = Path(path)
+    manifest = read_manifest(root)
+    _verify(root, manifest)
+    doc = _read_json(root / DETECTOR)
+    pre = _read_json(root / PREPROCESSING)
+    thr = _read_json(root / THRESHOLDS)
+    hist = _read_json(root / HISTORY)
+    meta = _read_json(root / METADATA)
+    try:
+        arrays = load_file(str(root / WEIGHTS))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(f"{root / WEIGHTS}: not a readable safetensors file ({exc}).") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
+        raise ModelFileError(f"{root / DETECTOR}: has no detector name.")
+    if doc["name"] != manifest.get("detector"):
+        raise ModelFileError(f"{root / DETECTOR}: detector {doc['name']!r} does not match the manifest.")
+    if not isinstance(thr, dict) or "threshold" not in thr:
+        raise ModelFileError(f"{root / THRESHOLDS}: has no threshold.")
+    try:
+        fitted = dict(doc.get("fitted") or {})
+        fitted.update(
+            {
+                "threshold": thr["threshold"],
+                "threshold_rule": thr.get("rule") or {},
+                "preprocessor": pre,
+                "history": hist or None,
+            }
+        )
+        state = {"name": doc["name"], "params": doc.get("params") or {}, "fitted": fitted, "meta": doc.get("meta") or {}}
+        det = detector_from_state(state, arrays)
+    except ModelFileError:
+        raise
+    except HepadError as exc:
+        raise ModelFileError(f"{root / DETECTOR}: cannot rebuild the detector: {exc}") from None
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+        raise ModelFileError(
+            f"{root}: cannot rebuild the {doc['name']!r} detector from {DETECTOR} and {WEIGHTS} "
+            f"({type(exc).__name__}: {exc})."
+        ) from None
+    saved = (meta.get("versions") or {}).get("hepad") if isinstance(meta, dict) else None
+    if saved and saved != __version__:
+        log.info("%s was saved by hepad %s; this is hepad %s", root, saved, __version__)
+    det.metadata_ = meta if isinstance(meta, dict) else {}
+    return det

@@ -1,0 +1,591 @@
+"""Deep anomaly detectors: dense autoencoder, VAE and Deep SVDD (PyTorch), and their presets.
+
+Each estimator wraps a plain network from :mod:`hepad.detectors._nn` and trains it with
+:func:`hepad.training.fit_network`. Scores live in preprocessed space (standard scaling by
+default); with ``preprocessing={"mask_padding": True}`` zero-padded object slots neither count
+in the reconstruction error nor can change the score.
+
+Training parameters are constructor parameters (scikit-learn style); run options go to
+``fit``: ``det.fit(X, X_val, checkpoint_dir="ckpt/", resume=True, progress=callback)``.
+
+Reproducibility: network initialisation and training draw from torch's global RNG seeded with
+``random_state`` inside :func:`torch.random.fork_rng`, so a fit never changes the caller's RNG
+state and two fits with the same ``random_state`` on the same device and thread count give the
+same weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ConfigError, InputError, NotFittedError
+from ..training import fit_network, resolve_device, tensor_batches
+from . import _nn
+from .base import BaseDetector, as_features, register, register_preset
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AutoEncoderDetector", "VAEDetector", "DeepSVDDDetector"]
+
+_SCORE_BATCH = 65536
+
+
+def _check_int(name: str, value: Any, minimum: int, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        need = f"an integer >= {minimum}" + (" or None" if allow_none else "")
+        raise ConfigError(f"{name}: expected {need}, got {value!r}.")
+
+
+def _check_float(name: str, value: Any, lo: float, hi: float | None = None, *, lo_open: bool = False) -> None:
+    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
+    if ok:
+        v = float(value)
+        ok = (v > lo if lo_open else v >= lo) and (hi is None or v < hi)
+    if not ok:
+        rng = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else 'inf'})"
+        raise ConfigError(f"{name}: expected a number in {rng}, got {value!r}.")
+
+
+class _DeepDetector(BaseDetector):
+    """Shared machinery of the torch detectors: preprocessing, training, scoring, state."""
+
+    #: default encoder hidden widths when ``hidden_layers`` is None
+    _default_hidden: ClassVar[tuple[int, ...]] = (32,)
+    #: ScoreModule kind used by score_samples and export_module
+    _score_kind: ClassVar[str] = "recon"
+
+    # ------------------------------------------------------------------ parameters
+    def _hidden(self) -> list[int]:
+        hidden = self.hidden_layers
+        return list(self._default_hidden if hidden is None else hidden)
+
+    def _validate_params(self) -> None:
+        name = self.name
+        try:
+            hidden = self._hidden()
+        except TypeError:
+            raise ConfigError(f"{name}: hidden_layers must be a list of integers, got {self.hidden_layers!r}.") from None
+        for h in hidden:
+            _check_int(f"{name}: hidden_layers entry", h, 1)
+        _check_int(f"{name}: latent_dim", self.latent_dim, 1)
+        _check_int(f"{name}: epochs", self.epochs, 1)
+        _check_int(f"{name}: batch_size", self.batch_size, 1)
+        _check_int(f"{name}: patience", self.patience, 1, allow_none=True)
+        _check_int(f"{name}: lr_patience", self.lr_patience, 1, allow_none=True)
+        _check_int(f"{name}: n_threads", self.n_threads, 1, allow_none=True)
+        _check_int(f"{name}: random_state", self.random_state, 0)
+        _check_float(f"{name}: learning_rate", self.learning_rate, 0.0, lo_open=True)
+        _check_float(f"{name}: weight_decay", self.weight_decay, 0.0)
+        _check_float(f"{name}: lr_factor", self.lr_factor, 0.0, 1.0, lo_open=True)
+        _check_float(f"{name}: min_delta", self.min_delta, 0.0)
+        _check_float(f"{name}: validation_fraction", self.validation_fraction, 0.0, 1.0)
+        if hasattr(self, "dropout"):
+            _check_float(f"{name}: dropout", self.dropout, 0.0, 1.0)
+        for attr in ("activation", "latent_activation", "output_activation"):
+            if hasattr(self, attr):
+                try:
+                    _nn.make_activation(getattr(self, attr))
+                except ConfigError as exc:
+                    raise ConfigError(f"{name}: {attr}: {exc}") from None
+        if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
+            raise ConfigError(f"{name}: device must be 'auto', 'cpu' or 'cuda', got {self.device!r}.")
+
+    # ------------------------------------------------------------------ to implement
+    def _build_net(self, n_in: int) -> nn.Module:
+        raise NotImplementedError
+
+    def _loss_fn(self) -> Callable[[nn.Module, Any], torch.Tensor]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ fit
+    def _torch_pre(self) -> _nn.TorchPreprocess:
+        pre = self.preprocessor_
+        return _nn.TorchPreprocess(pre, mask_padding=bool(pre.mask_padding))
+
+    def _prepared(self, X: np.ndarray, tp: _nn.TorchPreprocess) -> tuple[torch.Tensor, ...]:
+        with torch.no_grad():
+            z, m = tp(torch.from_numpy(X))
+        return (z, m) if tp.mask_padding else (z,)
+
+    def _signature(self, n_train: int, n_in: int) -> dict[str, Any]:
+        params = {k: v for k, v in self.get_params().items() if k not in ("epochs", "device", "n_threads")}
+        return {"detector": self.name, "params": params, "n_train": n_train, "n_inputs": n_in}
+
+    def _fit(
+        self,
+        X: np.ndarray,
+        X_val: np.ndarray | None,
+        *,
+        checkpoint_dir: Any = None,
+        resume: bool = False,
+        progress: Callable[[int, int, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self._validate_params()
+        pre = self._make_preprocessor(X)
+        tp = self._torch_pre()
+        n_in = int(pre.n_features_out_)
+        if X_val is None and self.validation_fraction > 0 and len(X) >= 20:
+            # Hold out part of the background to monitor early stopping and LR reduction.
+            order = np.random.default_rng(self.random_state).permutation(len(X))
+            n_val = max(1, int(round(self.validation_fraction * len(X))))
+            X_val, X = X[order[:n_val]], X[order[n_val:]]
+        train = self._prepared(X, tp)
+        val = self._prepared(X_val, tp) if X_val is not None else None
+        bs = int(self.batch_size)
+        # A last batch of one event breaks BatchNorm in training mode; skip it when it occurs.
+        drop_last = len(X) % bs == 1 and len(X) > bs
+        train_batches = tensor_batches(*train, batch_size=bs, seed=self.random_state, drop_last=drop_last)
+        val_batches = None
+        if val is not None:
+            val_batches = tensor_batches(*val, batch_size=max(bs, 8192), shuffle=False)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.random_state))
+            net = self._build_net(n_in)
+        self._before_training(net, train)
+        history = fit_network(
+            net,
+            self._loss_fn(),
+            train_batches,
+            val_batches,
+            epochs=int(self.epochs),
+            lr=float(self.learning_rate),
+            weight_decay=float(self.weight_decay),
+            patience=self.patience,
+            min_delta=float(self.min_delta),
+            lr_patience=self.lr_patience,
+            lr_factor=float(self.lr_factor),
+            device=resolve_device(self.device),
+            seed=int(self.random_state),
+            n_threads=self.n_threads,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
+            progress=progress,
+            signature=self._signature(len(X), n_in),
+        )
+        self.net_ = net.to("cpu").eval()
+        self.history_ = history
+        self.n_inputs_ = n_in
+
+    def _before_training(self, net: nn.Module, train: tuple[torch.Tensor, ...]) -> None:
+        """Hook run once on the initialised network (Deep SVDD fixes its centre here)."""
+
+    # ------------------------------------------------------------------ scoring
+    def _check_net(self) -> None:
+        self._check_fitted()
+        if not hasattr(self, "net_"):
+            raise NotFittedError(f"{self.name} has no network: fit it or load a saved model with hepad.load(path).")
+
+    def _batched(self, X: np.ndarray, fn: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
+        prev = torch.get_num_threads()
+        if self.n_threads is not None:
+            torch.set_num_threads(int(self.n_threads))
+        try:
+            out = []
+            with torch.inference_mode():
+                for start in range(0, len(X), _SCORE_BATCH):
+                    out.append(fn(torch.from_numpy(X[start : start + _SCORE_BATCH])).numpy())
+        finally:
+            if self.n_threads is not None:
+                torch.set_num_threads(prev)
+        return np.concatenate(out, axis=0).astype(np.float32, copy=False)
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        self._check_net()
+        module = _nn.ScoreModule(self._torch_pre(), self.net_.eval(), self._score_kind).eval()
+        return self._batched(X, module)
+
+    def _features(self, X: Any) -> np.ndarray:
+        self._check_net()
+        Xf = as_features(X, "X")
+        if Xf.shape[1] != self.n_features_in_:
+            raise InputError(f"{self.name}: got {Xf.shape[1]} features per event, the model was trained on {self.n_features_in_}.")
+        return Xf
+
+    def encode(self, X: Any) -> np.ndarray:
+        """Latent representation (N, latent_dim) of each event (the mean for the VAE)."""
+        Xf = self._features(X)
+        tp, net = self._torch_pre(), self.net_.eval()
+        return self._batched(Xf, lambda x: net.encoder(tp(x)[0]))
+
+    def export_module(self) -> nn.Module:
+        """A standalone ``nn.Module``: raw float32 (N, F_in) -> score (N,), in eval mode.
+
+        Preprocessing (log, column selection, scaling, padding mask) is folded in as torch
+        ops, so ONNX export of this module reproduces :meth:`score_samples`.
+        """
+        self._check_net()
+        module = _nn.ScoreModule(self._torch_pre(), copy.deepcopy(self.net_), self._score_kind)
+        return module.eval()
+
+    # ------------------------------------------------------------------ state (no pickle)
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        self._check_net()
+        arrays = {f"net.{k}": v.detach().cpu().numpy().copy() for k, v in self.net_.state_dict().items()}
+        return {"n_inputs": int(self.n_inputs_), "torch_version": torch.__version__}, arrays
+
+    def _set_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        try:
+            n_in = int(meta["n_inputs"])
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(f"{self.name}: saved state lacks 'n_inputs'.") from None
+        net = self._build_net(n_in)
+        state = {k[4:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("net.")}
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ConfigError(f"{self.name}: saved weights do not match the saved parameters ({exc}).") from None
+        self.net_ = net.eval()
+        self.n_inputs_ = n_in
+
+
+class _ReconstructionMixin:
+    """Per-feature reconstruction errors for the AE and VAE."""
+
+    def feature_errors(self, X: Any) -> np.ndarray:
+        """Squared reconstruction error per preprocessed feature, (N, F_out).
+
+        Padded slots are 0 when ``preprocessing.mask_padding`` is set. The ``recon`` score is
+        the mean of this over the counted features.
+        """
+        Xf = self._features(X)  # type: ignore[attr-defined]
+        tp, net = self._torch_pre(), self.net_.eval()  # type: ignore[attr-defined]
+
+        def fn(x: torch.Tensor) -> torch.Tensor:
+            z, m = tp(x)
+            return (net(z) - z) ** 2 * m
+
+        return self._batched(Xf, fn)  # type: ignore[attr-defined]
+
+
+def _recon_loss(net: nn.Module, batch: Any) -> torch.Tensor:
+    if isinstance(batch, torch.Tensor):
+        return _nn.masked_mse(batch, net(batch), None)
+    z, m = batch
+    return _nn.masked_mse(z, net(z), m)
+
+
+@register("ae", "Dense autoencoder, score = mean squared reconstruction error (PyTorch).")
+class AutoEncoderDetector(_ReconstructionMixin, _DeepDetector):
+    """Dense autoencoder; the anomaly score is the mean squared reconstruction error.
+
+    The encoder maps the (preprocessed) inputs through ``hidden_layers`` to ``latent_dim``;
+    the decoder mirrors it. With ``preprocessing={"mask_padding": True}`` the error averages
+    over the filled object slots only.
+
+    Parameters
+    ----------
+    hidden_layers : list of int, optional
+        Encoder hidden widths (default [32]: a 57-32-16-32-57 network with latent_dim 16).
+    latent_dim : int
+        Bottleneck width.
+    activation : str
+        Hidden activation (relu, leaky_relu, elu, selu, gelu, tanh, sigmoid, silu).
+    latent_activation, output_activation : str, optional
+        Activation after the bottleneck and the output layer (None: linear).
+    batch_norm : bool
+        BatchNorm1d after every hidden layer.
+    dropout : float
+        Dropout rate after every hidden activation.
+    preprocessing : dict, optional
+        Options of :class:`hepad.preprocessing.Preprocessor` (scaling, log_pt, phi, mask_padding).
+    epochs, batch_size, learning_rate, weight_decay : training
+        Adam settings and the maximum number of epochs.
+    patience, min_delta : early stopping
+        Stop after ``patience`` epochs without a validation-loss improvement larger than
+        ``min_delta``; the best weights are kept. None disables it.
+    lr_patience, lr_factor : learning-rate reduction on plateau (None disables it).
+    validation_fraction : float
+        Without ``X_val``, this fraction of ``X`` is held out to monitor the loss (0: monitor
+        the training loss).
+    device : {"auto", "cpu", "cuda"}
+        Where to train; "auto" uses a GPU when present. Scores are computed on the CPU.
+    n_threads : int, optional
+        torch CPU threads during fit and scoring (default: torch's setting).
+    random_state : int
+        Seed of initialisation, shuffling and dropout.
+    """
+
+    _default_hidden = (32,)
+
+    def __init__(
+        self,
+        *,
+        hidden_layers: Sequence[int] | None = None,
+        latent_dim: int = 16,
+        activation: str = "relu",
+        latent_activation: str | None = None,
+        output_activation: str | None = None,
+        batch_norm: bool = False,
+        dropout: float = 0.0,
+        preprocessing: dict[str, Any] | None = None,
+        epochs: int = 50,
+        batch_size: int = 1024,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 0.0,
+        patience: int | None = 5,
+        lr_patience: int | None = 3,
+        lr_factor: float = 0.5,
+        min_delta: float = 0.0,
+        validation_fraction: float = 0.1,
+        device: str = "auto",
+        n_threads: int | None = None,
+        random_state: int = 0,
+    ) -> None:
+        self.hidden_layers = hidden_layers
+        self.latent_dim = latent_dim
+        self.activation = activation
+        self.latent_activation = latent_activation
+        self.output_activation = output_activation
+        self.batch_norm = batch_norm
+        self.dropout = dropout
+        self.preprocessing = preprocessing
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.lr_patience = lr_patience
+        self.lr_factor = lr_factor
+        self.min_delta = min_delta
+        self.validation_fraction = validation_fraction
+        self.device = device
+        self.n_threads = n_threads
+        self.random_state = random_state
+
+    def _build_net(self, n_in: int) -> nn.Module:
+        return _nn.AutoEncoderNet(
+            n_in, self._hidden(), int(self.latent_dim), activation=self.activation,
+            latent_activation=self.latent_activation, output_activation=self.output_activation,
+            batch_norm=bool(self.batch_norm), dropout=float(self.dropout),
+        )
+
+    def _loss_fn(self) -> Callable[[nn.Module, Any], torch.Tensor]:
+        return _recon_loss
+
+
+_VAE_SCORES = ("recon", "kl", "mu2")
+
+
+@register("vae", "Variational autoencoder; score = reconstruction error, KL divergence or Σμ² (PyTorch).")
+class VAEDetector(_ReconstructionMixin, _DeepDetector):
+    """Variational autoencoder with three anomaly scores.
+
+    Trained on the negative ELBO: the summed squared reconstruction error (of a sample
+    from the latent posterior, over the counted features) plus ``beta`` times the KL
+    divergence to N(0, 1).
+
+    Parameters
+    ----------
+    score : {"recon", "kl", "mu2"}
+        "recon": mean squared reconstruction error from the latent mean; "kl": KL divergence
+        of the posterior; "mu2": Σμ² of the latent mean, which needs only the encoder at
+        inference (CMS's AXOL1TL L1 trigger).
+    beta : float
+        Weight of the KL term.
+    hidden_layers : list of int, optional
+        Encoder hidden widths (default [32]); the decoder mirrors them.
+    latent_dim : int
+        Latent dimension.
+
+    The other parameters are those of :class:`AutoEncoderDetector`.
+    """
+
+    _default_hidden = (32,)
+
+    def __init__(
+        self,
+        *,
+        score: str = "recon",
+        beta: float = 1.0,
+        hidden_layers: Sequence[int] | None = None,
+        latent_dim: int = 8,
+        activation: str = "relu",
+        output_activation: str | None = None,
+        batch_norm: bool = False,
+        dropout: float = 0.0,
+        preprocessing: dict[str, Any] | None = None,
+        epochs: int = 50,
+        batch_size: int = 1024,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 0.0,
+        patience: int | None = 5,
+        lr_patience: int | None = 3,
+        lr_factor: float = 0.5,
+        min_delta: float = 0.0,
+        validation_fraction: float = 0.1,
+        device: str = "auto",
+        n_threads: int | None = None,
+        random_state: int = 0,
+    ) -> None:
+        self.score = score
+        self.beta = beta
+        self.hidden_layers = hidden_layers
+        self.latent_dim = latent_dim
+        self.activation = activation
+        self.output_activation = output_activation
+        self.batch_norm = batch_norm
+        self.dropout = dropout
+        self.preprocessing = preprocessing
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.lr_patience = lr_patience
+        self.lr_factor = lr_factor
+        self.min_delta = min_delta
+        self.validation_fraction = validation_fraction
+        self.device = device
+        self.n_threads = n_threads
+        self.random_state = random_state
+
+    @property
+    def _score_kind(self) -> str:  # type: ignore[override]
+        return self.score
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        if self.score not in _VAE_SCORES:
+            raise ConfigError(f"vae: score must be one of {', '.join(_VAE_SCORES)}, got {self.score!r}.")
+        _check_float("vae: beta", self.beta, 0.0)
+        if not self._hidden():
+            raise ConfigError("vae: hidden_layers needs at least one layer.")
+
+    def _build_net(self, n_in: int) -> nn.Module:
+        return _nn.VAENet(
+            n_in, self._hidden(), int(self.latent_dim), activation=self.activation,
+            output_activation=self.output_activation, batch_norm=bool(self.batch_norm),
+            dropout=float(self.dropout),
+        )
+
+    def _loss_fn(self) -> Callable[[nn.Module, Any], torch.Tensor]:
+        beta = float(self.beta)
+
+        def loss(net: nn.Module, batch: Any) -> torch.Tensor:
+            z, m = (batch, None) if isinstance(batch, torch.Tensor) else batch
+            mu, logvar = net.encode_stats(z)
+            # Reparameterisation; noise from the (forked, seeded) global RNG.
+            sample = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+            sq = (net.decoder(sample) - z) ** 2
+            rec = sq.sum(dim=1) if m is None else (sq * m).sum(dim=1)
+            return rec + beta * _nn.kl_divergence(mu, logvar)
+
+        return loss
+
+
+@register("deep-svdd", "Deep SVDD: one-class hypersphere, score = squared distance to the centre (PyTorch).")
+class DeepSVDDDetector(_DeepDetector):
+    """Deep Support Vector Data Description (Ruff et al., ICML 2018), one-class objective.
+
+    A bias-free dense network maps background into a small hypersphere around a centre ``c``
+    fixed from the initial forward pass; the score is the squared distance to ``c``.
+
+    Parameters
+    ----------
+    hidden_layers : list of int, optional
+        Hidden widths (default [64, 32]).
+    latent_dim : int
+        Output (representation) dimension.
+    activation : str
+        Hidden activation (default leaky_relu, as the reference implementation).
+    batch_norm : bool
+        Non-affine BatchNorm1d after hidden layers.
+    weight_decay : float
+        L2 regularisation (default 1e-6, as the reference implementation).
+
+    The other parameters are those of :class:`AutoEncoderDetector`.
+    """
+
+    _default_hidden = (64, 32)
+    _score_kind = "svdd"
+
+    def __init__(
+        self,
+        *,
+        hidden_layers: Sequence[int] | None = None,
+        latent_dim: int = 16,
+        activation: str = "leaky_relu",
+        batch_norm: bool = False,
+        preprocessing: dict[str, Any] | None = None,
+        epochs: int = 50,
+        batch_size: int = 1024,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-6,
+        patience: int | None = 5,
+        lr_patience: int | None = 3,
+        lr_factor: float = 0.5,
+        min_delta: float = 0.0,
+        validation_fraction: float = 0.1,
+        device: str = "auto",
+        n_threads: int | None = None,
+        random_state: int = 0,
+    ) -> None:
+        self.hidden_layers = hidden_layers
+        self.latent_dim = latent_dim
+        self.activation = activation
+        self.batch_norm = batch_norm
+        self.preprocessing = preprocessing
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.lr_patience = lr_patience
+        self.lr_factor = lr_factor
+        self.min_delta = min_delta
+        self.validation_fraction = validation_fraction
+        self.device = device
+        self.n_threads = n_threads
+        self.random_state = random_state
+
+    def _build_net(self, n_in: int) -> nn.Module:
+        return _nn.DeepSVDDNet(n_in, self._hidden(), int(self.latent_dim), activation=self.activation,
+                               batch_norm=bool(self.batch_norm))
+
+    def _before_training(self, net: nn.Module, train: tuple[torch.Tensor, ...]) -> None:
+        z = train[0]
+        net.init_center(z[i : i + 8192] for i in range(0, len(z), 8192))
+
+    def _loss_fn(self) -> Callable[[nn.Module, Any], torch.Tensor]:
+        def loss(net: nn.Module, batch: Any) -> torch.Tensor:
+            z = batch if isinstance(batch, torch.Tensor) else batch[0]
+            return ((net(z) - net.center) ** 2).sum(dim=1)
+
+        return loss
+
+
+# ---------------------------------------------------------------------- presets
+register_preset(
+    "ae-keras-seed", "ae",
+    dict(hidden_layers=[32, 16, 8], latent_dim=4, activation="relu", batch_norm=True, dropout=0.2,
+         epochs=100, batch_size=256, learning_rate=1e-3, patience=15),
+    "Keras seed AE: 57-32-16-8-4 mirrored, batch norm + dropout 0.2, early stopping 15.",
+)
+register_preset(
+    "ae-torch-seed", "ae",
+    dict(hidden_layers=[128, 64], latent_dim=32, activation="relu", output_activation="sigmoid",
+         epochs=100, batch_size=64, learning_rate=1e-3, patience=10, validation_fraction=0.2,
+         preprocessing={"scaling": "standard"}),
+    "PyTorch seed AE: 57-128-64-32 mirrored, sigmoid output, standard scaling, early stopping.",
+)
+register_preset(
+    "ae-adc-trivial", "ae",
+    dict(hidden_layers=[], latent_dim=8, latent_activation="relu", output_activation="relu",
+         epochs=10, batch_size=1024, patience=None, lr_patience=None, validation_fraction=0.0,
+         preprocessing={"scaling": "none"}),
+    "ADC2021 tutorial AE: 57 -> 8 (ReLU) -> 57 (ReLU) on raw inputs, 10 epochs.",
+)
+register_preset(
+    "axol1tl-like", "vae",
+    dict(hidden_layers=[28, 15], latent_dim=8, score="mu2"),
+    "AXOL1TL-like VAE (CMS L1 trigger): encoder 57-28-15-8, score Σμ², encoder-only inference.",
+)

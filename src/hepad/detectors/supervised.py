@@ -1,0 +1,244 @@
+"""Supervised references: classifiers trained with signal labels.
+
+They are not anomaly detectors (they see the signal they are asked to find) but upper bounds:
+an unsupervised detector cannot beat a classifier trained on that very signal. Their score is
+the predicted signal probability, so they share the detector interface (``score_samples``,
+``threshold_`` on background, ``predict``). ``fit`` needs labels: ``fit(X, y=labels)`` with
+0 for background and 1 for signal, or an EventSet carrying ``labels``.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import numpy as np
+
+from .base import BaseDetector, Interval, Options, check_arrays, register
+from .classical import _ignore_fit_options, _SkopsMixin
+
+log = logging.getLogger(__name__)
+
+__all__ = ["GradientBoostingReference", "MLPClassifierReference"]
+
+
+@register("gbdt", "Supervised reference: gradient-boosted trees (needs signal labels); score = P(signal).")
+class GradientBoostingReference(_SkopsMixin, BaseDetector):
+    """Histogram gradient-boosted trees (scikit-learn), trained on labelled signal + background.
+
+    Parameters
+    ----------
+    max_iter : int
+        Boosting iterations.
+    learning_rate : float
+        Shrinkage.
+    max_leaf_nodes : int
+        Leaves per tree.
+    l2_regularization : float
+        L2 penalty on leaf values.
+    early_stopping : bool
+        Stop when a 10% internal validation split stops improving.
+    class_weight : {"balanced"} or None
+        Reweight classes to equal total weight (signal samples are often small).
+    preprocessing : dict, optional
+        Options of :class:`hepad.preprocessing.Preprocessor` (trees do not need scaling; it is
+        kept so every detector has the same input transform).
+    random_state : int
+        Seed of the validation split and binning subsample.
+    """
+
+    supervised = True
+    _parameter_constraints = {
+        "max_iter": [Interval(int, 1, None)],
+        "learning_rate": [Interval(float, 0, None, "neither")],
+        "max_leaf_nodes": [Interval(int, 2, None)],
+        "l2_regularization": [Interval(float, 0, None)],
+        "early_stopping": [bool],
+        "class_weight": [None, Options(("balanced",))],
+        "random_state": [Interval(int, 0, None)],
+    }
+    _skops_trusted = ("sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",)
+    _skops_class = (
+        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier"
+    )
+
+    def __init__(
+        self,
+        *,
+        max_iter: int = 200,
+        learning_rate: float = 0.1,
+        max_leaf_nodes: int = 31,
+        l2_regularization: float = 0.0,
+        early_stopping: bool = True,
+        class_weight: str | None = None,
+        preprocessing: dict | None = None,
+        random_state: int = 0,
+    ) -> None:
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.l2_regularization = l2_regularization
+        self.early_stopping = early_stopping
+        self.class_weight = class_weight
+        self.preprocessing = preprocessing
+        self.random_state = random_state
+
+    def _fit_supervised(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None, **fit_options: Any) -> None:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        _ignore_fit_options(self.name, fit_options)
+        # The preprocessor is fitted on background only, like every other detector's.
+        self._make_preprocessor(X[y == 0])
+        self.model_ = HistGradientBoostingClassifier(
+            max_iter=self.max_iter,
+            learning_rate=self.learning_rate,
+            max_leaf_nodes=self.max_leaf_nodes,
+            l2_regularization=self.l2_regularization,
+            early_stopping=self.early_stopping,
+            class_weight=self.class_weight,
+            random_state=self.random_state,
+        ).fit(self.preprocessor_.transform(X), y)
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        return self.model_.predict_proba(self.preprocessor_.transform(X))[:, 1]
+
+    def _get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        return {}, {"model.skops": self._dump_model(self.model_)}
+
+    def _set_state(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+        check_arrays(self.name, arrays, ["model.skops"])
+        self.model_ = self._load_model(arrays["model.skops"])
+
+
+_ACTIVATIONS = {
+    "relu": lambda a: np.maximum(a, 0.0),
+    "tanh": np.tanh,
+    "logistic": lambda a: 1.0 / (1.0 + np.exp(-a)),
+    "identity": lambda a: a,
+}
+
+
+def _positive_int_list(v: Any) -> bool:
+    """a non-empty list of positive integers"""
+    return isinstance(v, (list, tuple)) and len(v) > 0 and all(
+        isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in v
+    )
+
+
+@register("mlp-classifier", "Supervised reference: multilayer perceptron classifier (needs signal labels); score = P(signal).")
+class MLPClassifierReference(BaseDetector):
+    """scikit-learn ``MLPClassifier`` on standardised features, trained with labels.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : list of int, optional
+        Widths of the hidden layers (default [64, 32]).
+    activation : {"relu", "tanh", "logistic"}
+        Hidden activation.
+    alpha : float
+        L2 penalty.
+    learning_rate_init : float
+        Adam step size.
+    batch_size : int
+        Mini-batch size.
+    max_iter : int
+        Epochs.
+    early_stopping : bool
+        Stop on a 10% validation split.
+    preprocessing : dict, optional
+        Options of :class:`hepad.preprocessing.Preprocessor`.
+    random_state : int
+        Seed of the weights and the validation split.
+
+    Notes
+    -----
+    The fitted weights are stored as arrays and the score is a NumPy forward pass over them
+    (the logistic output of scikit-learn's binary ``predict_proba``).
+    """
+
+    supervised = True
+    _parameter_constraints = {
+        "hidden_layer_sizes": [None, _positive_int_list],
+        "activation": [Options(("relu", "tanh", "logistic"))],
+        "alpha": [Interval(float, 0, None)],
+        "learning_rate_init": [Interval(float, 0, None, "neither")],
+        "batch_size": [Interval(int, 1, None)],
+        "max_iter": [Interval(int, 1, None)],
+        "early_stopping": [bool],
+        "random_state": [Interval(int, 0, None)],
+    }
+
+    def __init__(
+        self,
+        *,
+        hidden_layer_sizes: list[int] | None = None,
+        activation: str = "relu",
+        alpha: float = 1e-4,
+        learning_rate_init: float = 1e-3,
+        batch_size: int = 256,
+        max_iter: int = 200,
+        early_stopping: bool = True,
+        preprocessing: dict | None = None,
+        random_state: int = 0,
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.alpha = alpha
+        self.learning_rate_init = learning_rate_init
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.early_stopping = early_stopping
+        self.preprocessing = preprocessing
+        self.random_state = random_state
+
+    def _fit_supervised(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None, **fit_options: Any) -> None:
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.neural_network import MLPClassifier
+
+        _ignore_fit_options(self.name, fit_options)
+        self._make_preprocessor(X[y == 0])
+        hidden = tuple(self.hidden_layer_sizes) if self.hidden_layer_sizes is not None else (64, 32)
+        clf = MLPClassifier(
+            hidden_layer_sizes=hidden,
+            activation=self.activation,
+            alpha=self.alpha,
+            learning_rate_init=self.learning_rate_init,
+            batch_size=min(self.batch_size, len(X)),
+            max_iter=self.max_iter,
+            early_stopping=self.early_stopping and len(X) >= 20,
+            random_state=self.random_state,
+        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            clf.fit(self.preprocessor_.transform(X), y)
+        if any(issubclass(w.category, ConvergenceWarning) for w in caught):
+            log.info("mlp-classifier: did not converge in max_iter=%d epochs", self.max_iter)
+        self.coefs_ = [np.asarray(w, dtype=np.float64) for w in clf.coefs_]
+        self.intercepts_ = [np.asarray(b, dtype=np.float64) for b in clf.intercepts_]
+        self.history_ = {"epoch": list(range(1, len(clf.loss_curve_) + 1)), "train_loss": [float(v) for v in clf.loss_curve_]}
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        a = self.preprocessor_.transform(X).astype(np.float64)
+        act = _ACTIVATIONS[self.activation]
+        last = len(self.coefs_) - 1
+        for i, (w, b) in enumerate(zip(self.coefs_, self.intercepts_)):
+            a = a @ w + b
+            if i < last:
+                a = act(a)
+        # Binary MLPClassifier: one logistic output unit = P(class 1). Written as a stable sigmoid.
+        z = a[:, 0]
+        return np.where(z >= 0, 1.0 / (1.0 + np.exp(-np.abs(z))), np.exp(-np.abs(z)) / (1.0 + np.exp(-np.abs(z))))
+
+    def _get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        arrays = {f"coef.{i}": w for i, w in enumerate(self.coefs_)}
+        arrays.update({f"intercept.{i}": b for i, b in enumerate(self.intercepts_)})
+        return {"n_layers": len(self.coefs_)}, arrays
+
+    def _set_state(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+        n = int(meta["n_layers"])
+        check_arrays(self.name, arrays, [f"coef.{i}" for i in range(n)] + [f"intercept.{i}" for i in range(n)])
+        self.coefs_ = [arrays[f"coef.{i}"].astype(np.float64) for i in range(n)]
+        self.intercepts_ = [arrays[f"intercept.{i}"].astype(np.float64) for i in range(n)]
+        if self.coefs_[0].shape[0] != self.preprocessor_.n_features_out_:
+            raise ValueError("mlp-classifier: first layer does not match the preprocessed features")

@@ -1,0 +1,195 @@
+"""A thin, quiet wrapper around ``pythia8mc.Pythia``: card checking, seeding, batched events.
+
+Pythia and fastjet write banners and messages straight to the C-level stdout. We route that file
+descriptor into a temporary file while they run, and forward Pythia's errors and warnings to
+``logging`` instead, so library users see problems without the noise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DependencyError, GenerationError
+
+log = logging.getLogger(__name__)
+
+#: Settings every hepad run uses; card lines come after them (and may override), seed lines last.
+BASE_SETTINGS = (
+    "Beams:eCM = 13000.",
+    "Print:quiet = on",
+    "Next:numberCount = 0",
+    "Next:numberShowEvent = 0",
+    "Next:numberShowInfo = 0",
+    "Next:numberShowProcess = 0",
+)
+
+#: Pythia's seed range (0 would mean "seed from the clock").
+SEED_MAX = 900_000_000
+
+try:  # pragma: no cover - platform dependent
+    _LIBC = ctypes.CDLL(None)
+except OSError:  # pragma: no cover
+    _LIBC = None
+
+
+def _flush_c_stdout() -> None:
+    if _LIBC is not None:
+        with contextlib.suppress(Exception):
+            _LIBC.fflush(None)
+
+
+@dataclass
+class CapturedOutput:
+    """Lines the C++ code printed while captured."""
+
+    lines: list[str]
+
+    @property
+    def problems(self) -> list[str]:
+        return [ln.strip() for ln in self.lines if "PYTHIA Error" in ln or "PYTHIA Abort" in ln]
+
+
+@contextlib.contextmanager
+def quiet_stdout(context: str = "pythia", log_problems: bool = True) -> Iterator[CapturedOutput]:
+    """Capture the process-level stdout (fd 1); log Pythia errors (WARNING) and warnings (DEBUG)."""
+    captured = CapturedOutput(lines=[])
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    _flush_c_stdout()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no fd 1 (rare embedded setups): run uncaptured
+        yield captured
+        return
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 1)
+        try:
+            yield captured
+        finally:
+            _flush_c_stdout()
+            os.dup2(saved, 1)
+            os.close(saved)
+            tmp.seek(0)
+            captured.lines[:] = tmp.read().decode("utf-8", "replace").splitlines()
+    if not log_problems:  # the caller turns them into an exception
+        return
+    for line in captured.lines:
+        if "PYTHIA Error" in line or "PYTHIA Abort" in line:
+            log.warning("%s: %s", context, line.strip())
+        elif "PYTHIA Warning" in line:
+            log.debug("%s: %s", context, line.strip())
+
+
+def import_pythia():
+    try:
+        import pythia8mc
+    except ImportError as exc:  # pragma: no cover - pinned dependency
+        raise DependencyError(
+            f"Event generation needs Pythia 8 ({exc}). Install it with: pip install pythia8mc==8.317.2"
+        ) from None
+    return pythia8mc
+
+
+def read_card(path: str | os.PathLike[str]) -> list[tuple[int, str]]:
+    """(line number, setting) pairs of a Pythia card; comments (``!``, ``#``) and blanks dropped."""
+    p = Path(path)
+    if not p.is_file():
+        raise GenerationError(f"{p}: no such card file. Pass a Pythia settings file (.cmnd).")
+    out = []
+    for lineno, raw in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.split("!", 1)[0].split("#", 1)[0].strip()
+        if line:
+            out.append((lineno, line))
+    if not out:
+        raise GenerationError(f"{p}: the card holds no settings (only comments or blank lines).")
+    return out
+
+
+def _new_pythia():
+    pythia8mc = import_pythia()
+    with quiet_stdout("pythia construct"):
+        return pythia8mc.Pythia("", False)
+
+
+def check_card_lines(card_lines: Sequence[tuple[int, str]], origin: str) -> None:
+    """Raise :class:`GenerationError` naming ``origin`` and the line that Pythia rejects."""
+    pythia = _new_pythia()
+    for lineno, line in card_lines:
+        with quiet_stdout(origin, log_problems=False) as out:
+            ok = pythia.readString(line)
+        if not ok:
+            detail = "; ".join(out.problems) or "not a known setting or value"
+            raise GenerationError(
+                f"{origin}, line {lineno}: Pythia rejected {line!r} ({detail}). "
+                "Fix or remove that line; the settings are listed at https://pythia.org/latest-manual/."
+            )
+
+
+def pythia_version() -> str:
+    pythia8mc = import_pythia()
+    version = getattr(pythia8mc, "__version__", None)
+    if version:
+        return str(version)
+    with quiet_stdout():
+        return f"{_new_pythia().parm('Pythia:versionNumber'):.3f}"
+
+
+class PythiaRun:
+    """One initialised Pythia instance producing awkward batches, with a charge cache."""
+
+    def __init__(self, card_lines: Sequence[tuple[int, str]], origin: str, seed: int,
+                 extra: Sequence[str] = ()) -> None:
+        if not 1 <= seed <= SEED_MAX:
+            raise GenerationError(f"Pythia seed must lie in 1..{SEED_MAX}, got {seed}.")
+        self.origin = origin
+        self.pythia = _new_pythia()
+        lines = [(0, s) for s in BASE_SETTINGS] + list(card_lines) + [(0, s) for s in extra]
+        lines += [(0, "Random:setSeed = on"), (0, f"Random:seed = {seed}")]
+        for lineno, line in lines:
+            with quiet_stdout(origin, log_problems=False) as out:
+                ok = self.pythia.readString(line)
+            if not ok:
+                where = f"{origin}, line {lineno}" if lineno else origin
+                raise GenerationError(
+                    f"{where}: Pythia rejected {line!r} ({'; '.join(out.problems) or 'unknown setting'})."
+                )
+        with quiet_stdout(origin) as out:
+            ok = self.pythia.init()
+        if not ok:
+            raise GenerationError(
+                f"{origin}: Pythia failed to initialise ({'; '.join(out.problems) or 'no message'}). "
+                "Check the process settings of the card."
+            )
+        self._charge: dict[int, float] = {}
+
+    def next_batch(self, n: int):
+        """``n`` events as an awkward array (failed events are skipped by Pythia)."""
+        with quiet_stdout(self.origin):
+            return self.pythia.nextBatch(int(n))
+
+    def charges(self, ids: np.ndarray) -> np.ndarray:
+        """Electric charge of each particle id, from a cache filled on first sight of an id."""
+        uniq, inverse = np.unique(ids, return_inverse=True)
+        pdata = self.pythia.particleData
+        vals = np.empty(len(uniq), dtype=np.float32)
+        for i, pid in enumerate(uniq.tolist()):
+            q = self._charge.get(pid)
+            if q is None:
+                q = self._charge[pid] = float(pdata.charge(pid))
+            vals[i] = q
+        return vals[inverse]
+
+    def cross_section(self) -> tuple[float, float]:
+        """Pythia's (sigmaGen, sigmaErr) estimate so far, in pb."""
+        info = self.pythia.infoPython()
+        return float(info.sigmaGen()) * 1e9, float(info.sigmaErr()) * 1e9

@@ -1,0 +1,416 @@
+"""Training loops as plain functions: no estimator, no command line in here.
+
+The one entry point is :func:`fit_network`. It trains any ``nn.Module`` on batches produced by a
+callable, so an in-memory array, a streaming HDF5 reader or a Dask partition iterator plug in
+the same way::
+
+    from hepad.training import fit_network, tensor_batches
+
+    batches = tensor_batches(torch.from_numpy(Z), batch_size=1024, seed=0)
+    history = fit_network(
+        net,
+        loss_fn=lambda net, xb: ((net(xb) - xb) ** 2).mean(dim=1),   # per-event losses
+        train_batches=batches,
+        epochs=50, lr=1e-3, patience=5, checkpoint_dir="ckpt/", resume=True,
+    )
+
+What it does each epoch: Adam steps over ``train_batches(epoch)``, the mean loss on
+``val_batches(epoch)`` (or on the training batches without validation), learning-rate
+reduction on a plateau (``ReduceLROnPlateau``), early stopping with patience (the best weights
+are restored at the end), a progress callback, and, with ``checkpoint_dir``, an atomic
+checkpoint (``checkpoint.pt``: model, optimizer, scheduler, early-stopping state, RNG states,
+epoch, history) and ``history.json``. ``resume=True`` continues from the last checkpoint and
+gives the same weights as an uninterrupted run (same device and thread count).
+
+Reproducibility: the global torch RNG (used by dropout and VAE sampling, which have no
+generator argument) is seeded with ``seed`` inside :func:`torch.random.fork_rng`, so the
+caller's global RNG state is left untouched. Batch order must come from ``train_batches(epoch)``
+alone (as :func:`tensor_batches` does with a local ``torch.Generator`` per epoch), so a resumed
+run sees the same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._atomic import atomic_path
+from .errors import ConfigError, HepadError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "TrainingError",
+    "CHECKPOINT_NAME",
+    "HISTORY_NAME",
+    "resolve_device",
+    "tensor_batches",
+    "fit_network",
+    "load_checkpoint",
+]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+HISTORY_NAME = "history.json"
+_CHECKPOINT_FORMAT = "hepad-checkpoint/1"
+
+Batch = Any  # a Tensor, or a tuple/list of Tensors handed to loss_fn as is
+LossFn = Callable[[nn.Module, Batch], torch.Tensor]
+ProgressFn = Callable[[int, int, dict[str, Any]], None]
+
+
+class TrainingError(HepadError):
+    """Training could not go on (the loss became NaN, no batches, a bad checkpoint)."""
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` gives the first CUDA GPU when present, else the CPU."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r} but no CUDA GPU is visible to torch; use device='auto' or 'cpu'.")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"Unknown device {device!r}; use 'auto', 'cpu' or 'cuda'.") from None
+
+
+def tensor_batches(
+    *tensors: torch.Tensor,
+    batch_size: int = 1024,
+    shuffle: bool = True,
+    seed: int = 0,
+    drop_last: bool = False,
+) -> Callable[[int], Iterator[Batch]]:
+    """A ``batches(epoch)`` callable over in-memory tensors (the same first dimension).
+
+    Each epoch shuffles with its own ``torch.Generator`` seeded from ``(seed, epoch)``, so the
+    order depends on the epoch number only (what exact resume needs). Yields a Tensor when
+    given one tensor, else a tuple.
+    """
+    if not tensors:
+        raise ConfigError("tensor_batches needs at least one tensor.")
+    n = tensors[0].shape[0]
+    if any(t.shape[0] != n for t in tensors):
+        raise ConfigError("tensor_batches: every tensor needs the same number of rows.")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size}.")
+
+    def batches(epoch: int) -> Iterator[Batch]:
+        if shuffle:
+            g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+            order = torch.randperm(n, generator=g)
+        else:
+            order = None
+        stop = n - (n % batch_size) if drop_last and n > batch_size else n
+        for start in range(0, stop, batch_size):
+            if order is None:
+                parts = tuple(t[start : start + batch_size] for t in tensors)
+            else:
+                idx = order[start : start + batch_size]
+                parts = tuple(t[idx] for t in tensors)
+            yield parts[0] if len(parts) == 1 else parts
+
+    return batches
+
+
+def _to_device(batch: Batch, device: torch.device) -> Batch:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to_device(b, device) for b in batch)
+    raise TrainingError(f"A batch must be a Tensor or a tuple of Tensors, got {type(batch).__name__}.")
+
+
+def _batch_len(batch: Batch) -> int:
+    first = batch if isinstance(batch, torch.Tensor) else batch[0]
+    return int(first.shape[0])
+
+
+def _state_copy(net: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`fit_network` (``weights_only=True``: no code runs)."""
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a foreign file
+        raise TrainingError(f"{path}: not a readable hepad checkpoint ({exc}). Delete it to start afresh.") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != _CHECKPOINT_FORMAT:
+        raise TrainingError(f"{path}: not a hepad checkpoint (format {_CHECKPOINT_FORMAT} expected). Delete it to start afresh.")
+    return ckpt
+
+
+def _empty_history() -> dict[str, list[Any]]:
+    return {"epoch": [], "train_loss": [], "val_loss": [], "lr": [], "epoch_time_s": []}
+
+
+def fit_network(
+    net: nn.Module,
+    loss_fn: LossFn,
+    train_batches: Callable[[int], Iterable[Batch]],
+    val_batches: Callable[[int], Iterable[Batch]] | None = None,
+    *,
+    epochs: int = 100,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    patience: int | None = 10,
+    min_delta: float = 0.0,
+    lr_patience: int | None = 5,
+    lr_factor: float = 0.5,
+    min_lr: float = 1e-6,
+    restore_best: bool = True,
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    n_threads: int | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: ProgressFn | None = None,
+    signature: Mapping[str, Any] | None = None,
+) -> dict[str, list[Any]]:
+    """Train ``net`` with Adam, LR reduction on plateau and early stopping; return the history.
+
+    Parameters
+    ----------
+    net : nn.Module
+        The network; it is moved to ``device`` and trained in place (left on ``device``).
+    loss_fn : callable
+        ``loss_fn(net, batch) -> Tensor`` of per-event losses, shape (N,) (a scalar is
+        accepted too). The optimised loss is their mean; the validation loss is the mean
+        over all validation events.
+    train_batches : callable
+        ``train_batches(epoch) -> Iterable[batch]``, ``epoch`` counted from 0. A batch is a
+        Tensor or a tuple of Tensors, moved to ``device`` and passed to ``loss_fn`` as is.
+        The order must depend only on ``epoch`` for ``resume`` to be exact.
+    val_batches : callable, optional
+        Same form; the monitored loss for early stopping and LR reduction. Without it the
+        mean training loss is monitored.
+    epochs : int
+        Maximum number of epochs.
+    lr, weight_decay : float
+        Adam learning rate and L2 weight decay.
+    patience : int or None
+        Stop after this many epochs without an improvement larger than ``min_delta``
+        (None: never stop early).
+    min_delta : float
+        The smallest decrease of the monitored loss that counts as an improvement.
+    lr_patience, lr_factor, min_lr
+        ``ReduceLROnPlateau``: multiply the learning rate by ``lr_factor`` after
+        ``lr_patience`` epochs without improvement, not below ``min_lr`` (None: constant lr).
+    restore_best : bool
+        Load the weights of the best epoch at the end (default).
+    device : {"auto", "cpu", "cuda"} or torch.device
+        "auto" uses the GPU when one is present.
+    seed : int
+        Seed of the global torch RNG inside a ``fork_rng`` block (dropout, sampling).
+    n_threads : int, optional
+        ``torch.set_num_threads`` for the duration of the call (restored afterwards).
+    checkpoint_dir : path, optional
+        Write ``checkpoint.pt`` and ``history.json`` there after every epoch (atomically).
+    resume : bool
+        Continue from ``checkpoint_dir/checkpoint.pt`` when it exists (else start afresh).
+    progress : callable, optional
+        ``progress(epoch, epochs, logs)`` after every epoch, ``epoch`` counted from 1; logs
+        hold train_loss, val_loss, lr, epoch_time_s, best_epoch, best_loss, stopped.
+    signature : mapping, optional
+        JSON-able description of the model and data; a checkpoint with another signature is
+        refused on resume (it belongs to a different run).
+
+    Returns
+    -------
+    dict of lists
+        ``{"epoch", "train_loss", "val_loss", "lr", "epoch_time_s"}``, one entry per epoch
+        (``val_loss`` None without validation), including epochs before a resume.
+    """
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ConfigError(f"epochs must be a positive integer, got {epochs!r}.")
+    if lr <= 0:
+        raise ConfigError(f"learning rate must be positive, got {lr}.")
+    if patience is not None and patience < 1:
+        raise ConfigError(f"patience must be a positive integer or None, got {patience}.")
+    dev = resolve_device(device)
+    signature = json.loads(json.dumps(dict(signature or {})))  # canonical, and checks JSON-ability
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+
+    net.to(dev)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    scheduler = None
+    if lr_patience is not None:
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=lr_factor, patience=lr_patience,
+            threshold=min_delta, threshold_mode="abs", min_lr=min_lr,
+        )
+
+    history = _empty_history()
+    start_epoch = 0
+    best_loss, best_epoch, bad_epochs, stopped = math.inf, -1, 0, False
+    best_state: dict[str, torch.Tensor] | None = None
+    rng_state: dict[str, Any] | None = None
+
+    if resume and ckpt_path is None:
+        raise ConfigError("resume=True needs a checkpoint_dir to resume from.")
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt.get("signature") != signature:
+            raise TrainingError(
+                f"{ckpt_path} was written by a different model or data (signature differs); "
+                "use another checkpoint_dir or delete it to start afresh."
+            )
+        try:
+            net.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            if scheduler is not None and ckpt.get("scheduler") is not None:
+                scheduler.load_state_dict(ckpt["scheduler"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise TrainingError(f"{ckpt_path} does not fit this network ({exc}); delete it to start afresh.") from None
+        start_epoch = int(ckpt["epoch"])
+        history = {k: list(v) for k, v in ckpt["history"].items()}
+        es = ckpt["early_stopping"]
+        best_loss, best_epoch = float(es["best_loss"]), int(es["best_epoch"])
+        bad_epochs, stopped = int(es["bad_epochs"]), bool(es["stopped"])
+        best_state = es.get("best_state")
+        rng_state = ckpt["rng"]
+        log.info("Resuming from %s after epoch %d of %d.", ckpt_path, start_epoch, epochs)
+    elif resume:
+        log.info("No checkpoint in %s yet; starting from epoch 1.", checkpoint_dir)
+
+    fork_devices = [dev.index or 0] if dev.type == "cuda" else []
+    prev_threads = torch.get_num_threads()
+    if n_threads is not None:
+        torch.set_num_threads(int(n_threads))
+    try:
+        with torch.random.fork_rng(devices=fork_devices):
+            if rng_state is None:
+                torch.manual_seed(int(seed))
+            else:
+                torch.set_rng_state(rng_state["torch"])
+                if fork_devices and rng_state.get("cuda"):
+                    torch.cuda.set_rng_state(rng_state["cuda"], dev)
+            for epoch in range(start_epoch, epochs):
+                if stopped:
+                    break
+                t0 = time.perf_counter()
+                train_loss = _run_epoch(net, loss_fn, train_batches(epoch), dev, optimizer, epoch)
+                val_loss = None
+                if val_batches is not None:
+                    val_loss = _run_epoch(net, loss_fn, val_batches(epoch), dev, None, epoch)
+                monitored = train_loss if val_loss is None else val_loss
+                lr_used = float(optimizer.param_groups[0]["lr"])
+                if monitored < best_loss - min_delta:
+                    best_loss, best_epoch, bad_epochs = monitored, epoch + 1, 0
+                    best_state = _state_copy(net)
+                else:
+                    bad_epochs += 1
+                if scheduler is not None:
+                    scheduler.step(monitored)
+                if patience is not None and bad_epochs >= patience:
+                    stopped = True
+                    log.info("Early stopping after epoch %d (best epoch %d).", epoch + 1, best_epoch)
+                dt = time.perf_counter() - t0
+                for key, value in (("epoch", epoch + 1), ("train_loss", train_loss), ("val_loss", val_loss),
+                                   ("lr", lr_used), ("epoch_time_s", dt)):
+                    history[key].append(value)
+                if ckpt_path is not None:
+                    _save_checkpoint(
+                        ckpt_path, net, optimizer, scheduler, epoch + 1, history, signature,
+                        dict(best_loss=best_loss, best_epoch=best_epoch, bad_epochs=bad_epochs,
+                             stopped=stopped, best_state=best_state),
+                        fork_devices, dev,
+                    )
+                if progress is not None:
+                    progress(epoch + 1, epochs, {
+                        "train_loss": train_loss, "val_loss": val_loss, "lr": lr_used,
+                        "epoch_time_s": dt, "best_epoch": best_epoch, "best_loss": best_loss,
+                        "stopped": stopped,
+                    })
+    finally:
+        if n_threads is not None:
+            torch.set_num_threads(prev_threads)
+    if restore_best and best_state is not None:
+        net.load_state_dict(best_state)
+    return history
+
+
+def _run_epoch(
+    net: nn.Module,
+    loss_fn: LossFn,
+    batches: Iterable[Batch],
+    dev: torch.device,
+    optimizer: torch.optim.Optimizer | None,
+    epoch: int,
+) -> float:
+    """One pass; trains when an optimizer is given, else evaluates. Returns the mean loss."""
+    net.train(optimizer is not None)
+    total = torch.zeros((), dtype=torch.float64, device=dev)
+    n = 0
+    ctx = contextlib.nullcontext() if optimizer is not None else torch.no_grad()
+    with ctx:
+        for batch in batches:
+            batch = _to_device(batch, dev)
+            losses = loss_fn(net, batch)
+            m = _batch_len(batch)
+            if losses.ndim == 0:
+                loss, batch_sum = losses, losses.detach().double() * m
+            else:
+                loss, batch_sum = losses.mean(), losses.detach().double().sum()
+            if optimizer is not None:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            total += batch_sum
+            n += m
+    if n == 0:
+        what = "training" if optimizer is not None else "validation"
+        raise TrainingError(f"The {what} batches of epoch {epoch + 1} are empty; give at least one event.")
+    mean = float(total.item() / n)
+    if not math.isfinite(mean):
+        raise TrainingError(
+            f"The {'training' if optimizer is not None else 'validation'} loss became {mean} in epoch {epoch + 1}; "
+            "lower the learning rate, enable scaling in preprocessing, or check the inputs for extreme values."
+        )
+    return mean
+
+
+def _save_checkpoint(
+    path: Path,
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    epoch: int,
+    history: dict[str, list[Any]],
+    signature: dict[str, Any],
+    early_stopping: dict[str, Any],
+    fork_devices: list[int],
+    dev: torch.device,
+) -> None:
+    state = {
+        "format": _CHECKPOINT_FORMAT,
+        "epoch": epoch,
+        "model": _state_copy(net),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "early_stopping": early_stopping,
+        # RNG states are ByteTensors, which weights_only loading accepts.
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(dev) if fork_devices else None,
+        },
+        "history": history,
+        "signature": signature,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    with atomic_path(path.with_name(HISTORY_NAME)) as tmp:
+        tmp.write_text(json.dumps(history, indent=1))
