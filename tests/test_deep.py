@@ -103,6 +103,21 @@ def test_export_with_folded_preprocessing(toy_bkg, toy_sig):
     assert det.feature_errors(toy_sig).shape == (len(toy_sig), 38)
 
 
+def test_export_module_runs_in_onnx_runtime(toy_bkg, toy_sig, tmp_path):
+    """The folded preprocessing uses only ops ONNX Runtime implements (no bool Where...)."""
+    ort = pytest.importorskip("onnxruntime")
+    det = make_detector(
+        "ae", **{**FAST, "epochs": 1}, preprocessing={"log_pt": True, "phi": "drop", "mask_padding": True}
+    ).fit(toy_bkg[:500])
+    path = tmp_path / "ae.onnx"
+    torch.onnx.export(det.export_module(), (torch.from_numpy(toy_sig.features[:4]),), str(path),
+                      input_names=["x"], output_names=["score"], dynamic_axes={"x": {0: "n"}},
+                      dynamo=False, opset_version=17)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {"x": toy_sig.features})[0]
+    np.testing.assert_allclose(out, det.score_samples(toy_sig), rtol=1e-5, atol=1e-7)
+
+
 def test_masking_excludes_padded_slots(toy_bkg, toy_bkg_val):
     events = toy_bkg_val[:300]
     X = events.features.copy()

@@ -47,12 +47,14 @@ def valid_files(tmp_path_factory) -> dict[str, bytes]:
     (d / "a.csv").write_text("\n".join(lines) + "\n")
     counts = rng.integers(0, 4, 100)
     muon_pt = ak.unflatten(rng.exponential(20, counts.sum()) + 1, counts)
-    with uproot.recreate(d / "a.root") as f:
-        f["Events"] = {
-            "MET_pt": rng.exponential(30, 100).astype(np.float32),
-            "MET_phi": rng.uniform(-3, 3, 100).astype(np.float32),
-            "Muon": ak.zip({"pt": muon_pt, "eta": muon_pt * 0 + 0.5, "phi": muon_pt * 0 - 1.0}),
-        }
+    tree = {
+        "MET_pt": rng.exponential(30, 100).astype(np.float32),
+        "MET_phi": rng.uniform(-3, 3, 100).astype(np.float32),
+        "Muon": ak.zip({"pt": muon_pt, "eta": muon_pt * 0 + 0.5, "phi": muon_pt * 0 - 1.0}),
+    }
+    with uproot.recreate(d / "a.root") as f:  # a NanoAOD-like TTree (not the RNTuple default)
+        types = {k: (v.type.content if isinstance(v, ak.Array) else v.dtype) for k, v in tree.items()}
+        f.mktree("Events", types).extend(tree)
     return {s: (d / f"a.{s}").read_bytes() for s in ("h5", "parquet", "csv", "root")}
 
 

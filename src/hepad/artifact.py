@@ -154,6 +154,12 @@ def save(detector: Any, path: str | os.PathLike[str], *, metadata: dict[str, Any
         _dump_json(fitted["history"] or {}, tmp / HISTORY)
         _dump_json(meta_doc, tmp / METADATA)
         save_file(clean, str(tmp / WEIGHTS), metadata={"format": FORMAT})
+        # mkdtemp makes the folder private (0700); a model is shared like any output file.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        for name in FILES:
+            os.chmod(tmp / name, 0o666 & ~umask)
         files = {
             name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size} for name in FILES
         }
@@ -167,6 +173,7 @@ def save(detector: Any, path: str | os.PathLike[str], *, metadata: dict[str, Any
             },
             tmp / MANIFEST,
         )
+        os.chmod(tmp / MANIFEST, 0o666 & ~umask)
     log.info("saved %s model to %s", detector.name, target)
     return target
 

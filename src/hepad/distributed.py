@@ -281,7 +281,7 @@ def metrics_from_histograms(
     # Events above each edge e[j] (j = 0..M): the ROC point of the cut score > e[j].
     b_above = np.concatenate([np.cumsum(b[::-1])[::-1], [0]])
     s_above = np.concatenate([np.cumsum(s[::-1])[::-1], [0]])
-    b_below = B - b_above[:-1] - b  # background strictly below each bin
+    b_below = B - b_above[:-1]  # background strictly below each bin
     auc = float((s * (b_below + 0.5 * b)).sum() / (S * B))
     auc_err = float((s * b).sum() / (2.0 * S * B))
 

@@ -49,6 +49,7 @@ __all__ = [
     "ComparisonResult",
     "evaluate",
     "compare",
+    "evaluate_files",
     "load_samples",
     "signal_metrics",
     "fpr_key",
@@ -87,20 +88,21 @@ def _describe(events: EventSet) -> dict[str, Any]:
     return {"n_events": len(events), "layout": events.layout, **prov}
 
 
-def _as_events(obj: Any, what: str) -> EventSet:
+def _as_events(obj: Any, what: str, max_events: int | None = None) -> EventSet:
     if isinstance(obj, EventSet):
-        return obj
+        return obj if max_events is None else obj[:max_events]
     if isinstance(obj, (str, os.PathLike)):
         from .io import read_events
         from .scoring import expand_files
 
         files = expand_files([obj])
-        sets = [read_events(f) for f in files]
+        rng = None if max_events is None else (0, int(max_events))
+        sets = [read_events(f, entry_range=rng) for f in files]
         return sets[0] if len(sets) == 1 else EventSet.concat(
             sets, provenance={"source": ", ".join(str(f) for f in files), "files": len(files)}
         )
     if isinstance(obj, (list, tuple)) and obj and all(isinstance(o, (str, os.PathLike, EventSet)) for o in obj):
-        sets = [_as_events(o, what) for o in obj]
+        sets = [_as_events(o, what, max_events) for o in obj]
         return sets[0] if len(sets) == 1 else EventSet.concat(
             sets, provenance={"source": ", ".join(s.source for s in sets), "files": len(sets)}
         )
@@ -109,13 +111,15 @@ def _as_events(obj: Any, what: str) -> EventSet:
     raise InputError(f"{what}: expected an EventSet, an array, a file path or a list of them; got {type(obj).__name__}.")
 
 
-def load_samples(background: Any, signals: Any) -> tuple[EventSet, dict[str, EventSet]]:
+def load_samples(
+    background: Any, signals: Any, *, max_events: int | None = None
+) -> tuple[EventSet, dict[str, EventSet]]:
     """Background and named signal samples from EventSets, arrays, paths or globs.
 
     ``signals`` is a mapping name -> sample, or a sequence of paths (the name is the file stem)
-    or of ``NAME=PATH`` strings.
+    or of ``NAME=PATH`` strings. ``max_events`` reads at most that many events per file.
     """
-    bkg = _as_events(background, "background")
+    bkg = _as_events(background, "background", max_events)
     out: dict[str, EventSet] = {}
     if isinstance(signals, Mapping):
         items = list(signals.items())
@@ -128,7 +132,7 @@ def load_samples(background: Any, signals: Any) -> tuple[EventSet, dict[str, Eve
             raise ConfigError(f"Signal name {name!r} is given twice; name them with NAME=FILE.")
         if name == BACKGROUND_NAME:
             raise ConfigError(f"{BACKGROUND_NAME!r} is reserved for the background; rename that signal.")
-        out[name] = _as_events(sample, f"signal {name}")
+        out[name] = _as_events(sample, f"signal {name}", max_events)
     if not out:
         raise ConfigError("Give at least one signal sample (--signal NAME=FILE).")
     return bkg, out
@@ -178,7 +182,7 @@ def signal_metrics(
         "auc_err": M.roc_auc_uncertainty(y, s, sample_weight=w, method=auc_uncertainty),
         "auc_err_method": auc_uncertainty,
         "pr_auc": M.pr_auc(y, s, sample_weight=w),
-        "working_points": [wp.to_dict() for wp in M.tpr_at_fpr(y, s, list(fprs), sample_weight=w)],  # type: ignore[union-attr]
+        "working_points": [wp.to_dict() for wp in M.tpr_at_fpr(y, s, list(fprs), sample_weight=w, warn=False)],  # type: ignore[union-attr]
         "max_sic": M.max_sic(y, s, sample_weight=w, min_background=sic_min_background).to_dict(),
     }
     if threshold is not None and math.isfinite(threshold):
@@ -259,10 +263,13 @@ def _embed(
         out["pca"] = Zc @ vt[:2].T if vt.shape[0] >= 2 else np.c_[Zc[:, :1], np.zeros(len(Zc))]
     if "tsne" in methods and len(Z) > 10:
         from sklearn.manifold import TSNE
+        from threadpoolctl import threadpool_limits
 
         perplexity = float(min(30, max(5, (len(Z) - 1) // 4)))
-        out["tsne"] = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed,
-                           max_iter=500).fit_transform(Zc.astype(np.float32))
+        # One thread: t-SNE's OpenMP workers spin-wait and run many times slower on a busy machine.
+        with threadpool_limits(1):
+            out["tsne"] = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed,
+                               max_iter=500).fit_transform(Zc.astype(np.float32))
     return out
 
 
@@ -388,6 +395,8 @@ class EvaluationResult:
         from . import plotting as P
 
         figs: list[tuple[str, str, str, Any]] = []
+        if BACKGROUND_NAME not in self.scores:
+            return figs  # histogram-based (distributed) results: the table only
         names = self.signals
         curves = {n: self.curves(n) for n in names}
         det = self.detector
@@ -424,7 +433,7 @@ class EvaluationResult:
                          f"TPR/sqrt(FPR); points resting on fewer than {M.SIC_MIN_BACKGROUND} background events are left out.", fig))
             with_cm = [n for n in names if "at_threshold" in self.metrics[n]]
             if with_cm:
-                fig, axes = _fig(ncols=len(with_cm), width=4.2 * len(with_cm) + 1, height=4.2, squeeze=False)
+                fig, axes = _fig(ncols=len(with_cm), width=6.5 * len(with_cm), height=5.5, squeeze=False)
                 for ax, n in zip(axes[0], with_cm):
                     P.plot_confusion_matrix(self.metrics[n]["at_threshold"]["confusion_matrix"], ax)
                     ax.set_title(n, fontsize="medium")
@@ -449,7 +458,7 @@ class EvaluationResult:
                              "Normalised distributions of the main inputs, SM background against each signal.", fig))
             if self.contributions:
                 c = self.contributions
-                fig, ax = _fig(width=14, height=1.2 + 0.6 * len(c["mean_error"]))
+                fig, ax = _fig(width=17, height=3.2 + 0.7 * len(c["mean_error"]))
                 P.plot_slot_contributions({k: np.asarray(v) for k, v in c["mean_error"].items()}, c["slots"], ax)
                 figs.append((f"{prefix}objects.png", f"Which objects drive the score ({det})",
                              "Share of the mean reconstruction error carried by each object slot, per process.", fig))
@@ -493,12 +502,14 @@ def _write_outputs(out_dir: str | os.PathLike[str], summary: dict[str, Any],
         path = out / "plots" / fname
         with atomic_path(path, suffix=".png") as tmp:
             fig.savefig(tmp, format="png", dpi=110)
+            _readable(tmp)
         plot_entries.append({"file": f"plots/{fname}", "title": title, "caption": caption})
         written[fname] = path
     summary = {**summary, "plots": plot_entries,
                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     with atomic_path(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=1, default=_json_default, allow_nan=True))
+        _readable(tmp)
     written["metrics.json"] = out / "metrics.json"
     rows = summary["rows"]
     cols = list(dict.fromkeys(k for r in rows for k in r))
@@ -508,12 +519,20 @@ def _write_outputs(out_dir: str | os.PathLike[str], summary: dict[str, Any],
     w.writerows(rows)
     with atomic_path(out / "metrics.csv") as tmp:
         tmp.write_text(buf.getvalue())
+        _readable(tmp)
     written["metrics.csv"] = out / "metrics.csv"
     if report:
         from .report import write_report
 
         written["report.html"] = write_report(out)
     return written
+
+
+def _readable(path: Path) -> None:
+    """Give a finished output the usual permissions (temporary files are created 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def _json_default(o: Any) -> Any:
@@ -635,7 +654,7 @@ def evaluate(
         result.contributions = _contributions(detector, bkg, sigs, N_CONTRIB, random_state)
         step(f"{label}: diagnostics")
     for msg in result.warnings():
-        log.info("%s: %s", label, msg)
+        log.warning("%s: %s", label, msg)
     return result
 
 
@@ -869,6 +888,63 @@ def compare(
                             info={**first.info, "config": {"detectors": {d: results[d].info["config"] for d in dets},
                                                            "fprs": list(fprs), "agreement_fpr": used_fpr,
                                                            **dict(info or {})}})
+
+
+def evaluate_files(
+    model: Any,
+    background: Sequence[str | os.PathLike[str]],
+    signals: Mapping[str, Any],
+    *,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    fprs: Sequence[float] = M.DEFAULT_FPRS,
+    name: str | None = None,
+    progress: Callable[[Any], None] | None = None,
+    info: Mapping[str, Any] | None = None,
+) -> EvaluationResult:
+    """Evaluate files too large for one process with :func:`hepad.distributed.evaluate_files`.
+
+    Scores are never gathered: the metrics come from per-partition histograms (see
+    :mod:`hepad.distributed` for what is exact). The result holds the metrics table only (no
+    per-event scores, so no curves or diagnostic plots); the AUC error is Hanley-McNeil's on the
+    event counts, and the PR AUC is not available (NaN).
+    """
+    from . import distributed
+
+    if not hasattr(distributed, "evaluate_files"):
+        raise ConfigError("This hepad has no distributed evaluation (hepad.distributed.evaluate_files).")
+    sig_files = {k: [v] if isinstance(v, (str, os.PathLike)) else list(v) for k, v in signals.items()}
+    res = distributed.evaluate_files(model, list(background), sig_files, scheduler=scheduler, n_workers=n_workers,
+                                     fprs=list(fprs), progress=progress)
+    detector = model
+    if isinstance(model, (str, os.PathLike)):
+        from .artifact import read_manifest
+
+        try:
+            label = name or str(read_manifest(model).get("detector") or Path(model).name)
+        except Exception:  # the label is cosmetic; evaluate_files has already validated the model
+            label = name or Path(model).name
+        detector = None
+    else:
+        label = name or _detector_label(model)
+    metrics: dict[str, dict[str, Any]] = {}
+    for sname, m in res["signals"].items():
+        metrics[sname] = {
+            "n_background": int(m["n_background"]), "n_signal": int(m["n_signal"]), "auc": float(m["auc"]),
+            "auc_err": M.hanley_mcneil_se(m["auc"], m["n_signal"], m["n_background"]),
+            "auc_err_method": "hanley-mcneil", "auc_binning_error_bound": m.get("auc_error_bound"),
+            "pr_auc": float("nan"), "working_points": list(m["working_points"]), "max_sic": dict(m["max_sic"]),
+            "files": m.get("files", []),
+        }
+    return EvaluationResult(
+        detector=label, metrics=metrics, scores={}, threshold=getattr(detector, "threshold_", None),
+        fprs=tuple(float(f) for f in fprs),
+        info={"config": {"detector": label, "fprs": list(fprs), "method": res.get("method", "histogram"),
+                         "scheduler": scheduler, "n_bins": res.get("n_bins"), **dict(info or {})},
+              "data": {"background": {"files": res.get("background_files"), "n_events": res.get("n_background")},
+                       "signals": {n: {"files": m.get("files"), "n_events": m["n_signal"]} for n, m in res["signals"].items()}},
+              "versions": versions()},
+    )
 
 
 def iter_rows_text(rows: Iterable[Mapping[str, Any]], fprs: Sequence[float]) -> list[list[str]]:

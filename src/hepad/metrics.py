@@ -52,6 +52,7 @@ __all__ = [
     "roc_curve",
     "roc_auc",
     "roc_auc_uncertainty",
+    "hanley_mcneil_se",
     "tpr_at_fpr",
     "threshold_at_fpr",
     "precision_recall_curve",
@@ -172,6 +173,17 @@ def effective_count(weights: Any) -> float:
     return float(w.sum() ** 2 / sw2) if sw2 > 0 else 0.0
 
 
+def hanley_mcneil_se(auc: float, n_signal: float, n_background: float) -> float:
+    """Hanley-McNeil standard error of an AUC measured on ``n_signal`` and ``n_background`` events."""
+    n1, n0 = float(n_signal), float(n_background)
+    if n1 <= 0 or n0 <= 0:
+        return float("nan")
+    q1 = auc / (2.0 - auc)
+    q2 = 2.0 * auc * auc / (1.0 + auc)
+    var = (auc * (1 - auc) + (n1 - 1) * (q1 - auc * auc) + (n0 - 1) * (q2 - auc * auc)) / (n1 * n0)
+    return float(np.sqrt(max(var, 0.0)))
+
+
 def roc_auc_uncertainty(
     y_true: Any,
     y_score: Any,
@@ -204,10 +216,7 @@ def roc_auc_uncertainty(
         auc = roc_auc(y, s, sample_weight=w)
         n1 = float(y.sum()) if w is None else effective_count(w[y])
         n0 = float((~y).sum()) if w is None else effective_count(w[~y])
-        q1 = auc / (2.0 - auc)
-        q2 = 2.0 * auc * auc / (1.0 + auc)
-        var = (auc * (1 - auc) + (n1 - 1) * (q1 - auc * auc) + (n0 - 1) * (q2 - auc * auc)) / (n1 * n0)
-        return float(np.sqrt(max(var, 0.0)))
+        return hanley_mcneil_se(auc, n1, n0)
     if method == "bootstrap":
         if n_bootstrap < 2:
             raise ConfigError(f"n_bootstrap must be at least 2, got {n_bootstrap}.")
@@ -355,6 +364,7 @@ def tpr_at_fpr(
     confidence: float = 0.6827,
     interval: str = "clopper-pearson",
     min_background_per_fpr: float = MIN_BACKGROUND_PER_FPR,
+    warn: bool = True,
 ) -> WorkingPoint | list[WorkingPoint]:
     """Signal efficiency at a fixed background efficiency (a trigger working point).
 
@@ -371,6 +381,8 @@ def tpr_at_fpr(
     min_background_per_fpr : float
         A working point is flagged unresolved (``resolved=False``, and a warning is logged)
         when there are fewer than ``min_background_per_fpr / fpr`` (effective) background events.
+    warn : bool
+        Log the warning of an unresolved working point (it is always in the result).
 
     Returns
     -------
@@ -380,7 +392,7 @@ def tpr_at_fpr(
     if np.ndim(fpr) > 0:
         return [
             tpr_at_fpr(y, s, float(f), sample_weight=w, confidence=confidence, interval=interval,
-                       min_background_per_fpr=min_background_per_fpr)  # type: ignore[misc]
+                       min_background_per_fpr=min_background_per_fpr, warn=warn)  # type: ignore[misc]
             for f in fpr
         ]
     fpr = float(fpr)
@@ -401,7 +413,8 @@ def tpr_at_fpr(
             f"FPR {fpr:.0e} is not resolved: {n_bkg:.0f} background events, need >= {needed:.0f} "
             f"for about {min_background_per_fpr:.0f} to pass the cut. Use more background events."
         )
-        log.warning(warning)
+        if warn:
+            log.warning(warning)
     return WorkingPoint(
         target_fpr=fpr, threshold=thr, tpr=tpr, tpr_low=lo, tpr_high=hi, fpr=achieved,
         n_background=n_bkg, n_signal=n_sig, n_background_pass=int((b > thr).sum()),

@@ -76,6 +76,19 @@ def experiment_label(ax: Any, experiment: str = "CMS", *, data: bool = False, co
     return ax
 
 
+def _stairs(ax: Any, values: Any, edges: np.ndarray, *, fill: bool = False, color: Any = None,
+            label: str = "", lw: float = 1.8) -> None:
+    """A density-normalised histogram as steps (filled grey for background)."""
+    h, _ = np.histogram(np.asarray(values, dtype=float), edges)
+    if h.sum() == 0:
+        return
+    dens = h / (h.sum() * np.diff(edges))
+    if fill:
+        ax.stairs(dens, edges, fill=True, alpha=0.35, color=_BKG_COLOR, label=label)
+    else:
+        ax.stairs(dens, edges, color=color, lw=lw, label=label)
+
+
 def _colors(n: int) -> list[Any]:
     import matplotlib.pyplot as plt
 
@@ -129,8 +142,6 @@ def plot_score_distributions(
     ``log_x`` (default: automatic, when all scores are positive and span > 3 decades) bins in
     log(score), where reconstruction errors are easier to read.
     """
-    import mplhep
-
     allv = np.concatenate([np.asarray(background, float)] + [np.asarray(v, float) for v in signals.values()])
     lo, hi = float(np.min(allv)), float(np.max(allv))
     if log_x is None:
@@ -140,13 +151,9 @@ def plot_score_distributions(
     else:
         pad = 1e-9 if hi == lo else 0.0
         edges = np.linspace(lo - pad, hi + pad, bins + 1)
-    h, _ = np.histogram(background, edges)
-    mplhep.histplot(h, edges, ax=ax, density=True, histtype="fill", alpha=0.35, color=_BKG_COLOR,
-                    label=background_label, flow="none")
+    _stairs(ax, background, edges, fill=True, label=background_label)
     for (name, s), c in zip(signals.items(), _colors(len(signals))):
-        h, _ = np.histogram(s, edges)
-        mplhep.histplot(h, edges, ax=ax, density=True, histtype="step", lw=1.8, color=c, label=name,
-                        flow="none")
+        _stairs(ax, s, edges, color=c, label=name)
     if threshold is not None and np.isfinite(threshold):
         ax.axvline(threshold, color="k", ls="--", lw=1.2, label="Threshold")
     if log_x:
@@ -185,8 +192,8 @@ def plot_roc(
     ax.plot(grid, grid, ls=":", color="0.6", label="Random")
     for wp in working_points:
         ax.axvline(wp, color="0.5", ls="--", lw=0.8)
-        ax.text(wp, 1.02, f"{wp:.0e}".replace("e-0", "e-"), ha="center", va="bottom", fontsize="x-small",
-                transform=ax.get_xaxis_transform(), color="0.3")
+        ax.text(wp * 1.15, 0.97, f"FPR {wp:.0e}".replace("e-0", "e-"), ha="left", va="top", rotation=90,
+                fontsize="xx-small", transform=ax.get_xaxis_transform(), color="0.3")
     ax.set_xscale("log")
     ax.set_xlim(fmin, 1)
     ax.set_ylim(0, 1.05)
@@ -229,10 +236,9 @@ def plot_sic(
     ax.axhline(1.0, color="0.6", ls=":")
     ax.set_xlim(0, 1)
     ax.set_xlabel("Signal efficiency (TPR)")
-    ax.set_ylabel(r"SIC = TPR / $\sqrt{\mathrm{FPR}}$")
-    if min_background:
-        ax.set_title(f"points with >= {min_background} background events", fontsize="small", loc="right")
-    ax.legend(fontsize="small")
+    ax.set_ylabel("SIC = TPR / √FPR")
+    title = f"≥ {min_background} bkg. events per point" if min_background else None
+    ax.legend(fontsize="small", title=title, title_fontsize="x-small")
     return ax
 
 
@@ -248,10 +254,11 @@ def plot_matrix(
     vmin: float | None = None,
     vmax: float | None = None,
     colorbar_label: str = "",
+    annotate_size: Any = "x-small",
 ) -> Any:
     """A heatmap with every cell annotated (confusion matrices, agreement, slot contributions)."""
     m = np.asarray(matrix, dtype=float)
-    im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, aspect="equal" if m.shape[0] == m.shape[1] else "auto")
     ax.set_xticks(range(m.shape[1]), list(xlabels), rotation=45 if m.shape[1] > 4 else 0,
                   ha="right" if m.shape[1] > 4 else "center")
     ax.set_yticks(range(m.shape[0]), list(ylabels))
@@ -262,7 +269,7 @@ def plot_matrix(
     if m.size <= 400:
         for i in range(m.shape[0]):
             for j in range(m.shape[1]):
-                ax.text(j, i, fmt.format(m[i, j]), ha="center", va="center", fontsize="x-small",
+                ax.text(j, i, fmt.format(m[i, j]), ha="center", va="center", fontsize=annotate_size,
                         color="white" if m[i, j] > mid else "black")
     cb = ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
     if colorbar_label:
@@ -308,10 +315,14 @@ def plot_embedding(
 
 
 # ---------------------------------------------------------------------- inputs
+def _present(pt: np.ndarray) -> np.ndarray:
+    return np.where(pt > 0, pt, np.nan).astype(np.float64)
+
+
 def physics_features(data: np.ndarray, feature_names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """Per-event summary features for input plots.
 
-    For the ADC2021 object layout (N, 19, 4): MET, leading electron / muon / jet pT (0 when
+    For the ADC2021 object layout (N, 19, 4): MET, leading electron / muon / jet pT (NaN when
     absent), H_T (scalar sum of jet pT) and the electron, muon and jet multiplicities. For flat
     features (N, F): the first eight columns by name.
     """
@@ -320,9 +331,10 @@ def physics_features(data: np.ndarray, feature_names: Sequence[str] | None = Non
         pt = data[:, :, 0]
         return {
             r"$p_T^{miss}$ [GeV]": pt[:, L.MET_SLOT],
-            r"Leading electron $p_T$ [GeV]": pt[:, L.ELECTRON_SLOTS.start],
-            r"Leading muon $p_T$ [GeV]": pt[:, L.MUON_SLOTS.start],
-            r"Leading jet $p_T$ [GeV]": pt[:, L.JET_SLOTS.start],
+            # NaN where the object is absent: the 0 of the padding is not a pT.
+            r"Leading electron $p_T$ [GeV]": _present(pt[:, L.ELECTRON_SLOTS.start]),
+            r"Leading muon $p_T$ [GeV]": _present(pt[:, L.MUON_SLOTS.start]),
+            r"Leading jet $p_T$ [GeV]": _present(pt[:, L.JET_SLOTS.start]),
             r"$H_T$ [GeV]": pt[:, L.JET_SLOTS].sum(axis=1),
             "Electrons": (pt[:, L.ELECTRON_SLOTS] > 0).sum(axis=1),
             "Muons": (pt[:, L.MUON_SLOTS] > 0).sum(axis=1),
@@ -344,31 +356,38 @@ def plot_feature_grid(
     ``background`` maps feature name to values (see :func:`physics_features`); ``signals`` maps
     a signal name to the same. Multiplicities get integer bins; energies get a log y axis.
     """
-    import mplhep
-
     flat = np.ravel(axes)
     colors = _colors(len(signals))
+    from matplotlib.ticker import MaxNLocator
+
+    def finite(v: Any) -> np.ndarray:
+        v = np.asarray(v, dtype=float)
+        return v[np.isfinite(v)]
+
     for ax, (feat, bvals) in zip(flat, background.items()):
-        allv = np.concatenate([np.asarray(bvals, float)] + [np.asarray(s[feat], float) for s in signals.values()])
-        integer = np.all(np.mod(allv, 1) == 0) and allv.max(initial=0) <= 30
+        bvals = finite(bvals)
+        allv = np.concatenate([bvals] + [finite(s[feat]) for s in signals.values()])
+        if allv.size == 0:
+            ax.set_visible(False)
+            continue
+        integer = bool(np.all(np.mod(allv, 1) == 0)) and allv.max(initial=0) <= 30
         if integer:
             edges = np.arange(-0.5, allv.max(initial=0) + 1.5)
         else:
             hi = np.percentile(allv, 99.5) if allv.size else 1.0
             edges = np.linspace(min(0.0, allv.min(initial=0)), hi if hi > 0 else 1.0, bins + 1)
-        h, _ = np.histogram(np.clip(bvals, edges[0], edges[-1]), edges)
-        mplhep.histplot(h, edges, ax=ax, density=True, histtype="fill", alpha=0.35, color=_BKG_COLOR,
-                        label="SM", flow="none")
+        # Overflow goes into the last bin, so every event is shown.
+        _stairs(ax, np.clip(bvals, edges[0], edges[-1]), edges, fill=True, label="SM")
         for (name, s), c in zip(signals.items(), colors):
-            h, _ = np.histogram(np.clip(s[feat], edges[0], edges[-1]), edges)
-            if h.sum() == 0:
-                continue
-            mplhep.histplot(h, edges, ax=ax, density=True, histtype="step", lw=1.4, color=c, label=name,
-                            flow="none")
-        if not integer:
+            _stairs(ax, np.clip(finite(s[feat]), edges[0], edges[-1]), edges, color=c, label=name, lw=1.4)
+        if integer:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        else:
             ax.set_yscale("log")
         ax.set_xlabel(feat, fontsize="small")
         ax.tick_params(labelsize="x-small")
+        # Minor ticks on eight small log panels cost more to lay out than everything else drawn.
+        ax.minorticks_off()
     for ax in flat[len(background):]:
         ax.set_visible(False)
     flat[0].legend(fontsize="x-small")
@@ -404,7 +423,7 @@ def plot_slot_contributions(
     if normalize:
         m = m / np.where(m.sum(axis=1, keepdims=True) > 0, m.sum(axis=1, keepdims=True), 1)
     plot_matrix(m, ax, xlabels=list(slots), ylabels=names, fmt="{:.2f}", cmap="viridis",
-                colorbar_label="Share of reconstruction error" if normalize else "Mean error")
+                colorbar_label="Error share" if normalize else "Mean error", annotate_size=9)
     ax.set_xlabel("Object slot")
     return ax
 

@@ -175,4 +175,7 @@ def write_report(out_dir: str | os.PathLike[str], path: str | os.PathLike[str] |
     target = Path(path) if path is not None else Path(out_dir) / "report.html"
     with atomic_path(target, suffix=".html") as tmp:
         tmp.write_text(text, encoding="utf-8")
+        from .evaluation import _readable
+
+        _readable(tmp)
     return target

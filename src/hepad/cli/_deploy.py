@@ -1,3 +1,282 @@
-"""CLI commands (filled in by the area owner)."""
+"""``hepad export onnx|hls|hls-scan``, ``hepad trigger`` and ``hepad stream``: deployment commands."""
 
-from ._app import app  # noqa: F401
+from __future__ import annotations
+
+import json
+import logging
+import re
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+
+from ..errors import ConfigError
+from ._app import app, console, err_console
+
+log = logging.getLogger("hepad.cli")
+
+export_app = typer.Typer(
+    help="Export a trained torch detector: ONNX (any runtime) or an hls4ml FPGA project.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(export_app, name="export")
+
+_MODEL_HELP = "Model directory written by `hepad train`."
+
+
+def _check_events(n_features: int, n: int = 2000) -> np.ndarray:
+    """Inputs to compare an export with its model: toy ADC2021 events, or Gaussian noise."""
+    if n_features == 57:
+        from .._toy import toy_events
+
+        return np.concatenate([toy_events(n // 2, "background", seed=101).features,
+                               toy_events(n - n // 2, "signal", seed=102).features])
+    return np.random.default_rng(0).standard_normal((n, n_features)).astype(np.float32)
+
+
+@export_app.command("onnx")
+def export_onnx_cmd(
+    model: Path = typer.Argument(..., help=_MODEL_HELP, show_default=False),
+    output: Path = typer.Option(..., "--output", "-o", help="ONNX file to write (atomically).", show_default=False),
+    opset: int = typer.Option(17, "--opset", min=9, help="ONNX opset version."),
+) -> None:
+    """Export a model to ONNX: raw inputs in (preprocessing folded in), anomaly score out.
+
+    The threshold and feature names are stored in the file's metadata. The export is checked
+    against PyTorch on 2,000 events before the command returns.
+
+    Example: hepad export onnx model/ -o model.onnx
+    """
+    import hepad
+    from ..engine import make_scorer
+    from ..export.onnx import export_onnx
+
+    det = hepad.load(model)
+    path = export_onnx(det, output, opset=opset)
+    X = _check_events(det.n_features_in_)
+    ref = det.score_samples(X)
+    got = make_scorer(path, threads=1)(X)
+    rel = float(np.max(np.abs(got - ref) / np.maximum(np.abs(ref), 1e-6)))
+    console.print(
+        f"wrote {path} ({path.stat().st_size / 1024:.1f} kB): input 'input' (batch, {det.n_features_in_}) raw float32 -> "
+        f"'score' (batch,); threshold {det.threshold_:.6g}; max relative difference to PyTorch {rel:.2e}"
+    )
+
+
+@export_app.command("hls")
+def export_hls_cmd(
+    model: Path = typer.Argument(..., help=_MODEL_HELP, show_default=False),
+    output: Path = typer.Option(..., "--output", "-o", help="hls4ml project directory.", show_default=False),
+    precision: str = typer.Option("ap_fixed<16,6>", "--precision", help="Fixed-point type of the network."),
+    reuse_factor: int = typer.Option(1, "--reuse-factor", min=1, help="hls4ml reuse factor (1: fully parallel)."),
+    inputs_scaled: bool = typer.Option(
+        False, "--inputs-scaled", help="The FPGA receives scaled inputs (default: the scaling is folded into the first layer)."
+    ),
+    input_precision: Optional[str] = typer.Option(
+        None, "--input-precision", help="Fixed-point type of the inputs (default ap_fixed<18,13> raw, else --precision)."
+    ),
+    part: Optional[str] = typer.Option(None, "--part", help="FPGA part (default: hls4ml's Vitis default)."),
+    compile: bool = typer.Option(True, "--compile/--no-compile", help="Compile the C simulation (g++) and check it."),
+) -> None:
+    """Write an hls4ml project (Vitis, io_parallel) and compare its bit-accurate C simulation with PyTorch.
+
+    Example: hepad export hls model/ -o hls_prj --precision 'ap_fixed<16,6>' --reuse-factor 1
+    """
+    import hepad
+    from ..export.hls import export_hls
+
+    det = hepad.load(model)
+    with err_console.status("converting with hls4ml and compiling the C simulation (g++)..."):
+        hm = export_hls(det, output, precision=precision, reuse_factor=reuse_factor,
+                        fold_preprocessing=not inputs_scaled, input_precision=input_precision, part=part,
+                        compile=compile)
+    console.print(f"wrote hls4ml project {hm.output_dir} ({hm.precision}, inputs {hm.input_precision}, "
+                  f"{'raw: scaling folded into layer 1' if hm.folded else 'scaled'}; score after the FPGA: {hm.kind})")
+    if compile:
+        X = _check_events(det.n_features_in_, 1000)
+        ref = det.score_samples(X).astype(np.float64)
+        got = hm.predict(X).astype(np.float64)
+        corr = float(np.corrcoef(ref, got)[0, 1])
+        console.print(f"C simulation vs PyTorch on 1,000 toy events: score correlation {corr:.5f}")
+
+
+@export_app.command("hls-scan")
+def export_hls_scan_cmd(
+    model: Path = typer.Argument(..., help=_MODEL_HELP, show_default=False),
+    background: Path = typer.Option(..., "--background", "-b", help="Background events (held out).", show_default=False),
+    signal_files: list[str] = typer.Option(..., "--signal", "-s", help="NAME=FILE signal events; repeatable.", show_default=False),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder for scan.json, scan.csv, scan.png and the projects.", show_default=False),
+    precisions: Optional[str] = typer.Option(
+        None, "--precisions", help="Comma-separated types, e.g. 'ap_fixed<10,6>,ap_fixed<16,6>' (default: W=8..24, I=6)."
+    ),
+    max_events: int = typer.Option(5000, "--max-events", min=100, help="Events per file (the C simulation runs ~2k events/s)."),
+    fpr: float = typer.Option(1e-4, "--fpr", help="Background efficiency of the TPR working point."),
+) -> None:
+    """Precision scan: total bits vs AUC and TPR loss relative to the float model, per signal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import hepad
+    from .._atomic import atomic_path
+    from ..export.hls import SCAN_PRECISIONS, plot_precision_scan, precision_scan
+
+    det = hepad.load(model)
+    sigs = {}
+    for item in signal_files:
+        if "=" not in item:
+            raise ConfigError(f"--signal {item!r}: write NAME=FILE.")
+        name, path = item.split("=", 1)
+        sigs[name] = hepad.read_events(path, entry_range=(0, max_events))
+    bkg = hepad.read_events(background, entry_range=(0, max_events))
+    precs = tuple(re.findall(r"ap_u?fixed<[^>]*>", precisions.replace(" ", ""))) if precisions else SCAN_PRECISIONS
+    if not precs:
+        raise ConfigError(f"--precisions {precisions!r}: list types like 'ap_fixed<10,6>,ap_fixed<16,6>'.")
+    with err_console.status("scanning precisions...") as status:
+        rows = precision_scan(det, bkg, sigs, output / "projects", precisions=precs, fpr=fpr,
+                              progress=lambda i, n, p: status.update(f"scanned {p} ({i}/{n})"))
+    output.mkdir(parents=True, exist_ok=True)
+    with atomic_path(output / "scan.json") as tmp:
+        tmp.write_text(json.dumps(rows, indent=1))
+    with atomic_path(output / "scan.csv") as tmp:
+        keys = list(rows[0])
+        tmp.write_text("\n".join([",".join(keys)] + [",".join(str(r[k]) for k in keys) for r in rows]) + "\n")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    plot_precision_scan(rows, axes[0], "auc_loss")
+    plot_precision_scan(rows, axes[1], "tpr_loss")
+    fig.tight_layout()
+    with atomic_path(output / "scan.png", suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120)
+    from rich.table import Table
+
+    table = Table(title=f"hls4ml precision scan (TPR at FPR {fpr:g})")
+    for col in ("precision", "signal", "AUC", "AUC loss", "TPR", "TPR loss", "corr"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["precision"], r["signal"], f"{r['auc']:.4f}", f"{r['auc_loss']:+.4f}", f"{r['tpr']:.4f}",
+                      f"{r['tpr_loss']:+.4f}", f"{r['corr']:.5f}")
+    console.print(table)
+    console.print(f"wrote {output / 'scan.json'}, scan.csv, scan.png")
+
+
+# ---------------------------------------------------------------------- trigger
+def _status_line(st) -> str:
+    return (
+        f"{st.elapsed_s:7.1f}s  in {st.input_rate_hz / 1e3:8.1f} kHz  processed {st.processed:,}  "
+        f"accepted {st.accepted:,} ({st.accept_rate_hz:,.0f}/s, frac {st.accept_fraction:.3g} / target {st.target_fraction:.3g})  "
+        f"cut {st.threshold:.4g}{'' if st.warm else ' (warm-up)'}  latency p50 {st.latency_p50_ms:.2f} ms p99 "
+        f"{st.latency_p99_ms:.2f} ms  alerts {st.alerts}"
+    )
+
+
+@app.command("trigger")
+def trigger_cmd(
+    model: Path = typer.Argument(..., help="Model directory (or an exported .onnx file).", show_default=False),
+    source: str = typer.Option(
+        ..., "--source", help="replay:FILE[@RATE_HZ] or zmq:tcp://HOST:PORT (bound; producers connect).", show_default=False
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder for accepted_*.h5 files and summary.json.", show_default=False),
+    target_rate_hz: float = typer.Option(1000.0, "--target-rate-hz", help="Accept rate to hold, in Hz."),
+    collision_rate_hz: float = typer.Option(40e6, "--collision-rate-hz", help="Input rate the target is a fraction of."),
+    max_events: Optional[int] = typer.Option(None, "--max-events", min=1, help="Stop after this many events."),
+    batch_size: int = typer.Option(4096, "--batch-size", min=1, help="Largest micro-batch."),
+    max_latency_ms: float = typer.Option(10.0, "--max-latency-ms", min=0.0, help="Longest wait for a micro-batch to fill."),
+    engine: str = typer.Option("auto", "--engine", help="Scoring engine: auto, onnx, torch, native."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Scoring threads (default: available cores)."),
+    window_events: Optional[int] = typer.Option(None, "--window-events", min=100, help="Threshold-tracker window (default 400/fraction)."),
+    rotate_events: int = typer.Option(10_000, "--rotate-events", min=1, help="Accepted events per output file."),
+    rotate_seconds: float = typer.Option(60.0, "--rotate-seconds", help="Write a file at least this often."),
+    status_interval: float = typer.Option(1.0, "--status-interval", help="Seconds between status updates."),
+) -> None:
+    """Streaming trigger emulator: score arriving events, hold a target accept rate, write accepted events.
+
+    Stops at the end of the stream, after --max-events, or on Ctrl-C / SIGTERM, after draining
+    the events already received and flushing the output. Counts: processed = accepted + rejected.
+
+    Example: hepad trigger model/ --source zmq:tcp://127.0.0.1:5555 --target-rate-hz 1000 -o accepted/
+    """
+    from ..trigger import run_trigger
+
+    tty = err_console.is_terminal
+    last = [0.0]
+    live = None
+    if tty:
+        from rich.live import Live
+        from rich.text import Text
+
+        live = Live(Text("starting..."), console=err_console, refresh_per_second=4, transient=False)
+        live.start()
+
+    def on_status(st) -> None:
+        line = _status_line(st)
+        if live is not None:
+            from rich.text import Text
+
+            live.update(Text(line))
+        elif st.elapsed_s - last[0] >= 10.0:  # logs: one line per 10 s is enough
+            last[0] = st.elapsed_s
+            print(line, file=sys.stderr, flush=True)
+
+    try:
+        summary = run_trigger(
+            model, source, output, target_rate_hz=target_rate_hz, collision_rate_hz=collision_rate_hz,
+            batch_size=batch_size, max_latency_ms=max_latency_ms, max_events=max_events, engine=engine,
+            threads=threads, window_events=window_events, rotate_events=rotate_events,
+            rotate_seconds=rotate_seconds, status_interval_s=status_interval, status_callback=on_status,
+            handle_signals=True,
+        )
+    finally:
+        if live is not None:
+            live.stop()
+    s = summary
+    console.print(
+        f"processed {s.processed:,} = accepted {s.accepted:,} + rejected {s.rejected:,} "
+        f"(stopped by {s.stopped_by}; drained {s.drained:,} on shutdown)\n"
+        f"accept fraction {s.accept_fraction:.4g} overall, {s.accept_fraction_after_warmup:.4g} after warm-up "
+        f"(target {s.target_fraction:.4g}); final cut {s.threshold_final:.5g} (initial {s.threshold_initial:.5g})\n"
+        f"{s.events_per_s:,.0f} events/s, latency p50 {s.latency_ms['p50']:.2f} ms p99 {s.latency_ms['p99']:.2f} ms; "
+        f"alerts: {s.alerts}\n"
+        f"wrote {len(s.accepted_files)} file(s) and summary.json to {output}"
+    )
+
+
+@app.command("stream")
+def stream_cmd(
+    file: Path = typer.Argument(..., help="Events to send (any format hepad reads).", show_default=False),
+    to: str = typer.Option(..., "--to", help="zmq:tcp://HOST:PORT of the trigger.", show_default=False),
+    rate_hz: Optional[float] = typer.Option(None, "--rate-hz", help="Events per second (default: as fast as possible)."),
+    batch: int = typer.Option(1000, "--batch", min=1, help="Events per message."),
+    max_events: Optional[int] = typer.Option(None, "--max-events", min=1, help="Send at most this many events."),
+    bind: bool = typer.Option(False, "--bind", help="Bind the endpoint (for a trigger using zmq+connect:)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Give up when the trigger takes nothing for this many seconds."),
+) -> None:
+    """Send a file's events to a trigger over ZeroMQ (PUSH), then an end-of-stream message.
+
+    Example: hepad stream sm_test.h5 --to zmq:tcp://127.0.0.1:5555 --rate-hz 1e6 --batch 1000
+    """
+    from ..trigger import stream_events
+
+    scheme, _, endpoint = to.partition(":")
+    if scheme != "zmq" or not endpoint:
+        raise ConfigError(f"--to {to!r}: write zmq:tcp://HOST:PORT.")
+    if not file.exists():
+        raise ConfigError(f"{file}: no such file.")
+    stop = threading.Event()
+    old = {s: signal.signal(s, lambda *a: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    t0 = time.monotonic()
+    try:
+        sent = stream_events(file, endpoint, rate_hz=rate_hz, batch_size=batch, max_events=max_events, bind=bind,
+                             stop_event=stop, timeout_s=timeout)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    dt = time.monotonic() - t0
+    console.print(f"sent {sent:,} events to {endpoint} in {dt:.2f} s ({sent / max(dt, 1e-9):,.0f} events/s)"
+                  + (" (stopped early)" if stop.is_set() else ""))

@@ -1,3 +1,222 @@
-"""CLI commands (filled in by the area owner)."""
+"""``hepad evaluate``, ``hepad compare`` and ``hepad report``: thin layers over :mod:`hepad.evaluation`."""
 
-from ._app import app  # noqa: F401
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import ConfigError
+from ._app import app, console, err_console, progress, verbose
+
+log = logging.getLogger("hepad.cli")
+
+_BKG_HELP = "Background (SM) events: file or glob; repeatable, files are concatenated."
+_SIG_HELP = "Signal events as NAME=FILE, or just FILE (named by its stem); repeatable."
+_STYLE_HELP = "Plot style: CMS or ATLAS (mplhep)."
+
+
+def _quiet_matplotlib() -> None:
+    # Font fallback notices from matplotlib are noise on a terminal.
+    logging.getLogger("matplotlib").setLevel(logging.ERROR)
+
+
+def _fprs(values: Optional[list[float]]) -> tuple[float, ...]:
+    from ..metrics import DEFAULT_FPRS
+
+    if not values:
+        return DEFAULT_FPRS
+    for f in values:
+        if not 0 < f < 1:
+            raise ConfigError(f"--fpr {f}: a background efficiency must be in (0, 1), e.g. 1e-4.")
+    return tuple(values)
+
+
+def _signals(specs: list[str]) -> dict[str, str]:
+    from ..evaluation import _split_signal
+
+    out: dict[str, str] = {}
+    for spec in specs:
+        name, path = _split_signal(spec)
+        if name in out:
+            raise ConfigError(f"--signal: the name {name!r} is given twice; name them with NAME=FILE.")
+        out[name] = path
+    return out
+
+
+def print_table(rows: list[dict[str, Any]], fprs: tuple[float, ...], title: str = "") -> None:
+    """The metrics table on stdout (rich)."""
+    from ..evaluation import iter_rows_text, table_header
+
+    table = Table(title=title or None, header_style="bold", show_lines=False)
+    for i, h in enumerate(table_header(fprs)):
+        table.add_column(h, justify="left" if i < 2 else "right", no_wrap=True)
+    for cells in iter_rows_text(rows, fprs):
+        table.add_row(*cells)
+    console.print(table)
+    if any(not r.get(f"tpr@{k}_resolved", True) for r in rows for k in ("1e-3", "1e-4", "1e-5")):
+        console.print("[dim]* working point not resolved: fewer than 10/FPR background events.[/]")
+
+
+def _bar_callback(bar: Any, task: Any):
+    def cb(what: str, done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total, description=what)
+
+    return cb
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    model: Path = typer.Argument(..., help="Model directory (from `hepad train`).", show_default=False),
+    background: list[str] = typer.Option(..., "--background", "-b", help=_BKG_HELP, show_default=False),
+    signal: list[str] = typer.Option(..., "--signal", "-s", help=_SIG_HELP, show_default=False),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder: metrics.json, metrics.csv, plots/.", show_default=False),
+    report: bool = typer.Option(False, "--report", help="Also write the self-contained report.html."),
+    scheduler: Optional[str] = typer.Option(
+        None, "--scheduler", help="Dask scheduler address (tcp://host:port or scheduler JSON): evaluate from "
+        "per-partition histograms on the cluster (metrics table only, no plots)."
+    ),
+    fpr: Optional[list[float]] = typer.Option(None, "--fpr", help="Working-point background efficiency; repeatable (default 1e-3 1e-4 1e-5)."),
+    max_events: Optional[int] = typer.Option(None, "--max-events", min=1, help="Read at most this many events per file."),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Write the metrics only."),
+    tsne: bool = typer.Option(True, "--tsne/--no-tsne", help="Include the t-SNE latent view (a few seconds)."),
+    style: str = typer.Option("CMS", "--style", help=_STYLE_HELP),
+    open_data: bool = typer.Option(False, "--open-data", help="Label plots 'Open Data' instead of 'Simulation'."),
+) -> None:
+    """Evaluate a trained detector on background and signal files.
+
+    Example: hepad evaluate model/ -b sm_test.h5 -s ato4l=ato4l.h5 -s lq-btau.h5 -o eval/ --report
+    """
+    from .. import evaluation as E
+
+    _quiet_matplotlib()
+    fprs = _fprs(fpr)
+    sigs = _signals(signal)
+    show = err_console.is_terminal or verbose()
+    t0 = time.perf_counter()
+    if scheduler is not None:
+        with progress(disable=not show) as bar:
+            task = bar.add_task("evaluating on the cluster", total=None)
+
+            def on_part(p: Any) -> None:
+                bar.update(task, completed=getattr(p, "parts_done", 0), total=getattr(p, "parts_total", None))
+
+            result = E.evaluate_files(model, background, sigs, scheduler=scheduler, fprs=fprs, progress=on_part)
+    else:
+        import hepad
+
+        det = hepad.load(model)
+        with progress(disable=not show) as bar:
+            task = bar.add_task("reading events", total=None)
+            bkg, sig_events = E.load_samples(background, sigs, max_events=max_events)
+            result = E.evaluate(
+                det, bkg, sig_events, fprs=fprs, diagnostics=not no_plots,
+                embed=("pca", "tsne") if tsne else ("pca",), progress=_bar_callback(bar, task),
+                info={"model": str(model)},
+            )
+            bar.update(task, description="writing plots" if not no_plots else "writing metrics")
+            written = result.save(output, plots=not no_plots, report=report, experiment=style, data=open_data)
+    if scheduler is not None:
+        written = result.save(output, plots=False, report=report, experiment=style, data=open_data)
+    print_table(result.table(), fprs, title=f"{result.detector} on {len(sigs)} signal(s)")
+    err_console.print(f"wrote {output}/ ({len(written)} files) in {time.perf_counter() - t0:.1f} s")
+    if "report.html" in written:
+        console.print(f"report: {written['report.html']}")
+
+
+def _load_or_train(spec: str, train: Optional[Path], val: Optional[Path], bar: Any, task: Any) -> tuple[str, Any]:
+    """A model directory is loaded; a YAML config or a detector name is trained on --train."""
+    import hepad
+
+    p = Path(spec)
+    if p.is_dir():
+        det = hepad.load(p)
+        return p.name, det
+    is_config = p.suffix.lower() in (".yaml", ".yml")
+    if is_config and not p.is_file():
+        raise ConfigError(f"{p}: no such configuration file.")
+    if not is_config and spec not in hepad.available_detectors():
+        from ..errors import closest
+
+        choices = list(hepad.available_detectors())
+        raise ConfigError(
+            f"{spec!r} is neither a model directory, a YAML config nor a detector name.{closest(spec, choices)} "
+            "Run `hepad detectors` to list the names."
+        )
+    label = p.stem if is_config else spec
+
+    def on_epoch(epoch: int, n_epochs: int, logs: dict[str, Any]) -> None:
+        bar.update(task, completed=epoch, total=n_epochs, description=f"training {label}")
+
+    bar.update(task, description=f"training {label}", completed=0, total=None)
+    if is_config:
+        det = hepad.train(config=p, data=train, val=val, progress=on_epoch)
+    else:
+        if train is None:
+            raise ConfigError(f"{spec!r} is a detector name: give --train BKG.h5 to train it first (and --val).")
+        det = hepad.train(spec, train, val, progress=on_epoch)
+    return label, det
+
+
+@app.command("compare")
+def compare_cmd(
+    models: list[str] = typer.Argument(..., help="Model directories, YAML configs or detector names (trained on --train).", show_default=False),
+    background: list[str] = typer.Option(..., "--background", "-b", help=_BKG_HELP, show_default=False),
+    signal: list[str] = typer.Option(..., "--signal", "-s", help=_SIG_HELP, show_default=False),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder.", show_default=False),
+    train: Optional[Path] = typer.Option(None, "--train", help="Background to train configs / detector names on."),
+    val: Optional[Path] = typer.Option(None, "--val", help="Held-out background for early stopping and thresholds."),
+    report: bool = typer.Option(False, "--report", help="Also write the self-contained report.html."),
+    fpr: Optional[list[float]] = typer.Option(None, "--fpr", help="Working-point background efficiency; repeatable."),
+    max_events: Optional[int] = typer.Option(None, "--max-events", min=1, help="Read at most this many events per file."),
+    no_plots: bool = typer.Option(False, "--no-plots", help="Write the metrics only."),
+    tsne: bool = typer.Option(True, "--tsne/--no-tsne", help="Include the t-SNE latent view of the first detector."),
+    style: str = typer.Option("CMS", "--style", help=_STYLE_HELP),
+    open_data: bool = typer.Option(False, "--open-data", help="Label plots 'Open Data' instead of 'Simulation'."),
+) -> None:
+    """Compare several detectors on the same events: table, ROC overlays, AUC vs time, agreement.
+
+    Example: hepad compare ae iforest model_vae/ --train sm_train.h5 --val sm_val.h5 -b sm_test.h5 -s ato4l.h5 -o cmp/
+    """
+    from .. import evaluation as E
+
+    _quiet_matplotlib()
+    fprs = _fprs(fpr)
+    sigs = _signals(signal)
+    show = err_console.is_terminal or verbose()
+    t0 = time.perf_counter()
+    with progress(disable=not show) as bar:
+        task = bar.add_task("loading", total=None)
+        dets: dict[str, Any] = {}
+        for spec in models:
+            label, det = _load_or_train(spec, train, val, bar, task)
+            if label in dets:
+                label = f"{label}-{len(dets)}"
+            dets[label] = det
+        bar.update(task, description="reading events", completed=0, total=None)
+        bkg, sig_events = E.load_samples(background, sigs, max_events=max_events)
+        result = E.compare(dets, bkg, sig_events, fprs=fprs, diagnostics=not no_plots,
+                           embed=("pca", "tsne") if tsne else ("pca",), progress=_bar_callback(bar, task),
+                           info={"models": list(models)})
+        bar.update(task, description="writing plots")
+        written = result.save(output, plots=not no_plots, report=report, experiment=style, data=open_data)
+    print_table(result.table(), fprs, title=f"{len(dets)} detectors on {len(sigs)} signal(s)")
+    err_console.print(f"wrote {output}/ ({len(written)} files) in {time.perf_counter() - t0:.1f} s")
+    if "report.html" in written:
+        console.print(f"report: {written['report.html']}")
+
+
+@app.command("report")
+def report_cmd(
+    folder: Path = typer.Argument(..., help="Output folder of `hepad evaluate` or `hepad compare`.", show_default=False),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file to write (default FOLDER/report.html)."),
+) -> None:
+    """Write one self-contained HTML report (plots embedded) of an evaluation folder."""
+    from ..report import write_report
+
+    path = write_report(folder, output)
+    console.print(f"report: {path}")

@@ -277,8 +277,9 @@ class TorchPreprocess(nn.Module):
     def mask(self, x: torch.Tensor) -> torch.Tensor:
         if not self.mask_padding:
             return torch.ones(x.shape[0], self.keep.shape[0], dtype=x.dtype, device=x.device)
-        filled = x.index_select(1, self.slot_col) > 0
-        return torch.where(self.has_slot, filled, torch.ones_like(filled)).to(x.dtype)
+        # Float where (not bool): ONNX Runtime has no bool Where kernel.
+        filled = (x.index_select(1, self.slot_col) > 0).to(x.dtype)
+        return torch.where(self.has_slot, filled, torch.ones_like(filled))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         m = self.mask(x)

@@ -381,6 +381,7 @@ class BaseDetector:
 
     def _export_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """Everything needed to rebuild this fitted detector: a JSON-able document and arrays."""
+        self._check_fitted()
         meta, arrays = self._get_state()
         doc = {"name": self.name, "params": self.get_params(), "fitted": self._common_state(), "meta": meta}
         return doc, dict(arrays)

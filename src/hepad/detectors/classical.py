@@ -6,9 +6,8 @@ features. Scores follow the PyOD convention: higher means more anomalous.
 
 To stay fast on 100k x 57 inputs, the models that scale badly with N learn from a random
 background subsample of at most ``max_samples`` events (documented per detector); scoring
-always covers every event. Fitted models are saved as plain numeric arrays, except the tree
-ensembles, which are stored with ``skops`` and loaded with an explicit list of trusted
-scikit-learn types (never pickle).
+always covers every event. Fitted models are kept and saved as plain numeric arrays (trees as
+flat node arrays walked in NumPy), so saving needs no pickle and loading executes nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import BaseDetector, Interval, Options, check_arrays, register
+from .base import BaseDetector, Interval, Options, check_arrays, register, sub_arrays
 
 log = logging.getLogger(__name__)
 
@@ -58,36 +57,94 @@ def _ignore_fit_options(name: str, fit_options: dict[str, Any]) -> None:
         log.debug("%s ignores fit options %s", name, sorted(fit_options))
 
 
-class _SkopsMixin:
-    """Save/load one fitted scikit-learn model with skops and an explicit trusted-type list."""
+# ---------------------------------------------------------------------- packed trees
+def pack_trees(trees: list[tuple[np.ndarray, ...]]) -> tuple[dict[str, np.ndarray], int]:
+    """Flatten fitted trees into node arrays that :func:`walk_trees` evaluates.
 
-    #: fully qualified names of the non-default types the model may hold (scikit-learn only)
-    _skops_trusted: tuple[str, ...] = ()
-    _skops_class: str = ""
+    ``trees``: per tree (feature, threshold, left, right, is_leaf, leaf_value) node arrays, in
+    scikit-learn's order (children after their parent). Leaves point to themselves, so a
+    fixed number of steps (the deepest leaf) lands every event in its leaf.
 
-    def _dump_model(self, model: Any) -> np.ndarray:
-        import skops.io as sio
+    Returns the arrays (``feature``, ``threshold``, ``children`` [2 per node: left, right],
+    ``value``, ``roots``) and the maximum depth.
+    """
+    feats, thrs, children, values, roots = [], [], [], [], []
+    offset, max_depth = 0, 0
+    for feature, threshold, left, right, is_leaf, leaf_value in trees:
+        n = len(feature)
+        is_leaf = np.asarray(is_leaf, dtype=bool)
+        left, right = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
+        ids = np.arange(n, dtype=np.int64)
+        depth = np.zeros(n, dtype=np.int64)
+        for i in range(n):
+            if not is_leaf[i]:
+                depth[left[i]] = depth[right[i]] = depth[i] + 1
+        max_depth = max(max_depth, int(depth.max()) if n else 0)
+        feats.append(np.where(is_leaf, 0, feature).astype(np.int64))
+        thrs.append(np.where(is_leaf, np.inf, threshold).astype(np.float64))
+        children.append(np.stack([np.where(is_leaf, ids, left), np.where(is_leaf, ids, right)], axis=1).ravel() + offset)
+        values.append(np.where(is_leaf, leaf_value, 0.0).astype(np.float64))
+        roots.append(offset)
+        offset += n
+    arrays = {
+        "feature": np.concatenate(feats),
+        "threshold": np.concatenate(thrs),
+        "children": np.concatenate(children),
+        "value": np.concatenate(values),
+        "roots": np.asarray(roots, dtype=np.int64),
+    }
+    return arrays, max_depth
 
-        return np.frombuffer(sio.dumps(model), dtype=np.uint8).copy()
 
-    def _load_model(self, blob: np.ndarray) -> Any:
-        import skops.io as sio
+def check_packed_trees(name: str, arrays: dict[str, np.ndarray], n_features: int) -> None:
+    """Raise ValueError when saved tree arrays are inconsistent (so walking them cannot fail)."""
+    check_arrays(name, arrays, ("feature", "threshold", "children", "value", "roots"))
+    n = arrays["value"].shape[0]
+    if arrays["feature"].shape != (n,) or arrays["threshold"].shape != (n,) or arrays["children"].shape != (2 * n,):
+        raise ValueError(f"{name}: saved tree arrays do not match the node count")
+    for k in ("children", "roots"):
+        a = arrays[k]
+        if a.size and (a.min() < 0 or a.max() >= n):
+            raise ValueError(f"{name}: saved tree array {k} points outside the trees")
+    f = arrays["feature"]
+    if f.size and (f.min() < 0 or f.max() >= n_features):
+        raise ValueError(f"{name}: saved split features outside the {n_features} inputs")
 
-        data = np.asarray(blob, dtype=np.uint8).tobytes()
-        untrusted = sio.get_untrusted_types(data=data)
-        unexpected = [t for t in untrusted if t not in self._skops_trusted]
-        if unexpected:
-            raise ValueError(f"the saved model holds types hepad does not trust: {', '.join(unexpected)}")
-        model = sio.loads(data, trusted=list(self._skops_trusted))
-        qual = f"{type(model).__module__}.{type(model).__qualname__}"
-        if qual != self._skops_class:
-            raise ValueError(f"the saved model is a {qual}, expected {self._skops_class}")
-        return model
+
+def walk_trees(Z: np.ndarray, arrays: dict[str, np.ndarray], max_depth: int) -> np.ndarray:
+    """Sum over trees of the leaf value each event (row of ``Z``) lands in; float64 (N,)."""
+    feature = arrays["feature"].astype(np.intp)
+    threshold = arrays["threshold"]
+    children = arrays["children"].astype(np.intp)
+    value = arrays["value"]
+    roots = arrays["roots"].astype(np.intp)
+
+    def block(b: np.ndarray) -> np.ndarray:
+        flat = np.ascontiguousarray(b).ravel()
+        row_start = (np.arange(len(b), dtype=np.intp) * b.shape[1])[:, None]
+        node = np.broadcast_to(roots, (len(b), len(roots))).copy()
+        for _ in range(max_depth):
+            # x <= threshold goes left, as scikit-learn (float32 inputs compared in float64)
+            went_right = flat[row_start + feature[node]] > threshold[node]
+            node = children[2 * node + went_right]
+        return value[node].sum(axis=1)
+
+    return chunked(block, Z, size=max(64, 262144 // max(1, len(roots))))
 
 
 # ---------------------------------------------------------------------- isolation forest
+def _average_path_length(n: np.ndarray) -> np.ndarray:
+    """c(n): mean path length of an unsuccessful BST search among n points (Liu et al. 2008)."""
+    n = np.asarray(n, dtype=np.float64)
+    out = np.zeros_like(n)
+    out[n == 2] = 1.0
+    big = n > 2
+    out[big] = 2.0 * (np.log(n[big] - 1.0) + np.euler_gamma) - 2.0 * (n[big] - 1.0) / n[big]
+    return out
+
+
 @register("iforest", "Isolation forest (scikit-learn): fast, assumption-free; score = isolation depth.")
-class IsolationForestDetector(_SkopsMixin, BaseDetector):
+class IsolationForestDetector(BaseDetector):
     """Isolation forest on standardised features.
 
     Parameters
@@ -104,11 +161,14 @@ class IsolationForestDetector(_SkopsMixin, BaseDetector):
     random_state : int
         Seed of the tree construction.
     n_jobs : int, optional
-        Parallel jobs for fitting and scoring (scikit-learn's ``n_jobs``).
+        Parallel jobs for fitting (scikit-learn's ``n_jobs``).
 
     Notes
     -----
-    Score = minus scikit-learn's ``score_samples``: 2**(-mean depth / c(n)), in (0, 1].
+    Trees are grown by scikit-learn's ``IsolationForest``; the fitted trees are then kept as
+    flat node arrays (feature, threshold, children, leaf depth + c(leaf size)), which is what
+    is saved, and scoring walks all trees at once in NumPy. The score equals minus
+    scikit-learn's ``score_samples``: 2**(-mean path length / c(max_samples)), in (0, 1].
     """
 
     _parameter_constraints = {
@@ -118,8 +178,6 @@ class IsolationForestDetector(_SkopsMixin, BaseDetector):
         "random_state": [Interval(int, 0, None)],
         "n_jobs": [None, Interval(int, -1, None)],
     }
-    _skops_trusted = ("sklearn.tree._tree.Tree",)
-    _skops_class = "sklearn.ensemble._iforest.IsolationForest"
 
     def __init__(
         self,
@@ -143,23 +201,43 @@ class IsolationForestDetector(_SkopsMixin, BaseDetector):
 
         _ignore_fit_options(self.name, fit_options)
         Z = self._make_preprocessor(X).transform(X)
-        self.model_ = IsolationForest(
+        forest = IsolationForest(
             n_estimators=self.n_estimators,
             max_samples=self.max_samples,
             max_features=self.max_features,
             random_state=self.random_state,
             n_jobs=self.n_jobs,
         ).fit(Z)
+        trees = []
+        for est, subset in zip(forest.estimators_, forest.estimators_features_):
+            t = est.tree_
+            left = t.children_left
+            depth = np.zeros(t.node_count)
+            for i in range(t.node_count):
+                if left[i] >= 0:
+                    depth[left[i]] = depth[t.children_right[i]] = depth[i] + 1
+            # sklearn's path length: leaf depth + c(events left in the leaf)
+            leaf_value = depth + _average_path_length(t.n_node_samples)
+            feature = np.asarray(subset)[np.maximum(t.feature, 0)]  # tree features index the subset
+            trees.append((feature, t.threshold, left, t.children_right, left < 0, leaf_value))
+        self.trees_, self.max_depth_ = pack_trees(trees)
+        self.max_samples_ = int(forest.max_samples_)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
-        return -self.model_.score_samples(self.preprocessor_.transform(X))
+        Z = self.preprocessor_.transform(X)
+        norm = len(self.trees_["roots"]) * float(_average_path_length(np.array([self.max_samples_]))[0])
+        depth = walk_trees(Z, self.trees_, self.max_depth_)
+        return np.power(2.0, -depth / norm) if norm > 0 else np.ones(len(Z))
 
     def _get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
-        return {}, {"model.skops": self._dump_model(self.model_)}
+        meta = {"max_depth": self.max_depth_, "max_samples": self.max_samples_}
+        return meta, {f"tree.{k}": v for k, v in self.trees_.items()}
 
     def _set_state(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
-        check_arrays(self.name, arrays, ["model.skops"])
-        self.model_ = self._load_model(arrays["model.skops"])
+        self.trees_ = sub_arrays(arrays, "tree.")
+        check_packed_trees(self.name, self.trees_, self.preprocessor_.n_features_out_)
+        self.max_depth_ = int(meta["max_depth"])
+        self.max_samples_ = int(meta["max_samples"])
 
 
 # ---------------------------------------------------------------------- one-class SVM
@@ -297,6 +375,10 @@ class OneClassSVMDetector(BaseDetector):
         self.coef_ = arrays["coef"].astype(np.float64)
         if self.coef_.shape != (n_comp,):
             raise ValueError(f"ocsvm: coef has shape {self.coef_.shape}, expected ({n_comp},)")
+        f = self.preprocessor_.n_features_out_
+        basis = self.components_.shape[1] if self.kernel_approximation == "nystroem" else self.random_weights_.shape[0]
+        if basis != f:
+            raise ValueError(f"ocsvm: saved kernel basis has {basis} features, expected {f}")
 
 
 # ---------------------------------------------------------------------- Mahalanobis
@@ -381,9 +463,9 @@ class MahalanobisDetector(BaseDetector):
         self.location_ = arrays["location"].astype(np.float64)
         self.covariance_ = arrays["covariance"].astype(np.float64)
         self.precision_ = arrays["precision"].astype(np.float64)
-        f = self.location_.shape[0]
-        if self.precision_.shape != (f, f):
-            raise ValueError(f"mahalanobis: precision has shape {self.precision_.shape}, expected ({f}, {f})")
+        f = self.preprocessor_.n_features_out_
+        if self.location_.shape != (f,) or self.precision_.shape != (f, f):
+            raise ValueError(f"mahalanobis: saved arrays have shapes {self.location_.shape}, {self.precision_.shape}; expected ({f},), ({f}, {f})")
 
 
 # ---------------------------------------------------------------------- Gaussian mixture
@@ -476,6 +558,8 @@ class GaussianMixtureDetector(BaseDetector):
 
         check_arrays(self.name, arrays, self._ARRAYS)
         means = arrays["means"]
+        if means.ndim != 2 or means.shape[1] != self.preprocessor_.n_features_out_:
+            raise ValueError(f"gmm: saved means have shape {means.shape}, expected (k, {self.preprocessor_.n_features_out_})")
         gm = GaussianMixture(n_components=means.shape[0], covariance_type=self.covariance_type)
         for k in self._ARRAYS:
             setattr(gm, k + "_", arrays[k].astype(np.float64))
@@ -560,6 +644,6 @@ class KNNDetector(BaseDetector):
     def _set_state(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
         check_arrays(self.name, arrays, ["reference"])
         self.reference_ = np.ascontiguousarray(arrays["reference"], dtype=np.float32)
-        if self.reference_.ndim != 2 or self.reference_.shape[0] == 0:
-            raise ValueError("knn: the reference sample is empty or not 2-D")
+        if self.reference_.ndim != 2 or self.reference_.shape[0] == 0 or self.reference_.shape[1] != self.preprocessor_.n_features_out_:
+            raise ValueError(f"knn: the reference sample has shape {self.reference_.shape}, expected (n, {self.preprocessor_.n_features_out_})")
         self._build_index()

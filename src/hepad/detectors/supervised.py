@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from .base import BaseDetector, Interval, Options, check_arrays, register
-from .classical import _ignore_fit_options, _SkopsMixin
+from .classical import _ignore_fit_options, check_packed_trees, pack_trees, walk_trees
+from .base import sub_arrays
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +25,11 @@ __all__ = ["GradientBoostingReference", "MLPClassifierReference"]
 
 
 @register("gbdt", "Supervised reference: gradient-boosted trees (needs signal labels); score = P(signal).")
-class GradientBoostingReference(_SkopsMixin, BaseDetector):
+class GradientBoostingReference(BaseDetector):
     """Histogram gradient-boosted trees (scikit-learn), trained on labelled signal + background.
+
+    The fitted trees are kept as flat node arrays (saved without pickle) and evaluated in
+    NumPy: P(signal) = logistic(baseline + sum of leaf values), as ``predict_proba``.
 
     Parameters
     ----------
@@ -58,10 +62,6 @@ class GradientBoostingReference(_SkopsMixin, BaseDetector):
         "class_weight": [None, Options(("balanced",))],
         "random_state": [Interval(int, 0, None)],
     }
-    _skops_trusted = ("sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",)
-    _skops_class = (
-        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier"
-    )
 
     def __init__(
         self,
@@ -90,7 +90,7 @@ class GradientBoostingReference(_SkopsMixin, BaseDetector):
         _ignore_fit_options(self.name, fit_options)
         # The preprocessor is fitted on background only, like every other detector's.
         self._make_preprocessor(X[y == 0])
-        self.model_ = HistGradientBoostingClassifier(
+        model = HistGradientBoostingClassifier(
             max_iter=self.max_iter,
             learning_rate=self.learning_rate,
             max_leaf_nodes=self.max_leaf_nodes,
@@ -99,16 +99,30 @@ class GradientBoostingReference(_SkopsMixin, BaseDetector):
             class_weight=self.class_weight,
             random_state=self.random_state,
         ).fit(self.preprocessor_.transform(X), y)
+        trees = []
+        for predictors in model._predictors:
+            nodes = predictors[0].nodes  # binary: one tree per iteration
+            trees.append((nodes["feature_idx"], nodes["num_threshold"], nodes["left"], nodes["right"],
+                          nodes["is_leaf"].astype(bool), nodes["value"]))
+        self.trees_, self.max_depth_ = pack_trees(trees)
+        self.baseline_ = float(np.asarray(model._baseline_prediction).ravel()[0])
+        self.n_iter_ = int(model.n_iter_)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
-        return self.model_.predict_proba(self.preprocessor_.transform(X))[:, 1]
+        # raw = baseline + sum of leaf values (log-odds); P(signal) = logistic(raw), as predict_proba
+        raw = self.baseline_ + walk_trees(self.preprocessor_.transform(X), self.trees_, self.max_depth_)
+        return 0.5 * (1.0 + np.tanh(0.5 * raw))
 
     def _get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
-        return {}, {"model.skops": self._dump_model(self.model_)}
+        meta = {"max_depth": self.max_depth_, "baseline": self.baseline_, "n_iter": self.n_iter_}
+        return meta, {f"tree.{k}": v for k, v in self.trees_.items()}
 
     def _set_state(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
-        check_arrays(self.name, arrays, ["model.skops"])
-        self.model_ = self._load_model(arrays["model.skops"])
+        self.trees_ = sub_arrays(arrays, "tree.")
+        check_packed_trees(self.name, self.trees_, self.preprocessor_.n_features_out_)
+        self.max_depth_ = int(meta["max_depth"])
+        self.baseline_ = float(meta["baseline"])
+        self.n_iter_ = int(meta.get("n_iter", 0))
 
 
 _ACTIVATIONS = {

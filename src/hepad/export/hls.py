@@ -334,6 +334,18 @@ class HLSModel:
         return f"HLSModel(kind={self.kind!r}, precision={self.precision!r}, folded={self.folded}, dir={str(self.output_dir)!r})"
 
 
+def _saturating(precision: str) -> str:
+    """``precision`` with round-to-nearest and saturation, unless it names its own modes.
+
+    hls4ml's default ``ap_fixed`` wraps on overflow: an out-of-range activation (a hard
+    signal event) would come out with the wrong sign. Saturation keeps it at the edge.
+    """
+    width, integer = _parse_precision(precision)
+    if "," in precision.split("<", 1)[1].split(",", 2)[-1]:
+        return precision
+    return f"ap_fixed<{width},{integer},AP_RND_CONV,AP_SAT>"
+
+
 def _hls_config(hls4ml: Any, plan: _Plan, precision: str, input_precision: str, reuse_factor: int) -> dict:
     import torch
     from torch import nn
@@ -344,30 +356,32 @@ def _hls_config(hls4ml: Any, plan: _Plan, precision: str, input_precision: str, 
             plan.net, input_shape=(n_in,), granularity="name", backend="Vitis",
             default_precision=precision, default_reuse_factor=int(reuse_factor),
         )
-    width, _ = _parse_precision(precision)
-    names = list(config["LayerName"])
-    # The input layer (first name) carries raw or scaled inputs.
-    config["LayerName"][names[0]].setdefault("Precision", {})["result"] = input_precision
-    # Weights get their integer bits from their own range (same total width): folding the
-    # scaling makes first-layer weights ~1/scale, which 6 integer bits would waste.
-    linear_names = [n for n, m in plan.net.named_children() if isinstance(m, nn.Linear)]
-    for name in names:
-        base = name.split("_")[-1] if name not in dict(plan.net.named_children()) else name
-        mod = dict(plan.net.named_children()).get(base)
+    width, integer = _parse_precision(precision)
+    children = dict(plan.net.named_children())
+    layers = config["LayerName"]
+    for name, layer_cfg in layers.items():
+        prec = layer_cfg.setdefault("Precision", {})
+        if not isinstance(prec, dict):
+            prec = layer_cfg["Precision"] = {"result": prec}
+        # hls4ml names the children of an nn.Sequential "_0", "_1", ...; the input has no child.
+        mod = children.get(name.lstrip("_"))
+        if mod is None:
+            prec["result"] = _saturating(input_precision)
+            continue
+        prec["result"] = _saturating(precision)
         if not isinstance(mod, nn.Linear):
             continue
-        prec = config["LayerName"][name].setdefault("Precision", {})
+        # Weights keep the total width but take their integer bits from their own range:
+        # folding the scaling makes first-layer weights ~1/scale, which 6 integer bits waste.
         for attr in ("weight", "bias"):
             t = getattr(mod, attr)
-            if t is None:
+            if t is None or not t.numel():
                 continue
-            amax = float(torch.max(torch.abs(t)).item()) if t.numel() else 0.0
-            int_bits = max(1, int(np.ceil(np.log2(amax + 1e-12))) + 1) if amax > 0 else 1
-            int_bits = min(int_bits, width - 1)
-            prec[attr] = f"ap_fixed<{width},{int_bits}>"
-        # Accumulate at a higher width so sums over 57 inputs do not wrap.
-        prec["accum"] = f"ap_fixed<{width + 8},{_parse_precision(precision)[1] + 8}>"
-    del linear_names
+            amax = float(torch.max(torch.abs(t)).item())
+            int_bits = max(1, int(np.ceil(np.log2(amax))) + 1) if amax > 0 else 1
+            prec[attr] = f"ap_fixed<{width},{min(int_bits, width - 1)}>"
+        # Sums over up to 57 products get 8 more bits, so they cannot overflow before saturation.
+        prec["accum"] = f"ap_fixed<{width + 8},{integer + 8}>"
     return config
 
 
@@ -401,7 +415,7 @@ def export_hls(
         False the inputs must arrive scaled (needed for ``log_pt`` preprocessing).
     input_precision : str, optional
         Fixed-point type of the inputs. Default: ``ap_fixed<18,13>`` for raw inputs, ``precision``
-        for scaled ones.
+        with 2 more integer (and total) bits for scaled ones.
     part : str, optional
         FPGA part (default: hls4ml's Vitis default part).
     clock_period : float
@@ -419,7 +433,9 @@ def export_hls(
     detector = hepad.load(detector_or_path) if isinstance(detector_or_path, (str, os.PathLike)) else detector_or_path
     _parse_precision(precision)
     if input_precision is None:
-        input_precision = DEFAULT_INPUT_PRECISION if fold_preprocessing else precision
+        # Scaled inputs of rarely filled slots reach |z| ~ 100 (tiny std): 2 more integer bits.
+        w, i = _parse_precision(precision)
+        input_precision = DEFAULT_INPUT_PRECISION if fold_preprocessing else f"ap_fixed<{w + 2},{i + 2}>"
     _parse_precision(input_precision, "input_precision")
     if not isinstance(reuse_factor, (int, np.integer)) or reuse_factor < 1:
         raise ConfigError(f"reuse_factor must be a positive integer, got {reuse_factor!r}.")

@@ -66,7 +66,7 @@ class FakeModel:
     electron_fraction: float = 0.5
     response_mean: float = 0.85
     response_sigma: float = 0.10
-    n_jets_cap: int = 4
+    n_jets_cap: int = 2
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ class Plan:
     dropped: tuple[str, ...]
     objects: bool
     provenance: dict[str, Any] = field(default_factory=dict)
+    types: dict[str, pa.DataType] = field(default_factory=dict)
 
     @property
     def read_columns(self) -> list[str]:
@@ -58,6 +59,14 @@ def plan_columns(
     schema: pa.Schema, path: Path, fmt: str, columns: Sequence[str] | None
 ) -> Plan:
     """Decide the feature / side / dropped columns of ``schema``; errors name the file."""
+    plan = _plan_columns(schema, path, fmt, columns)
+    plan.types = {f.name: f.type for f in schema}
+    return plan
+
+
+def _plan_columns(
+    schema: pa.Schema, path: Path, fmt: str, columns: Sequence[str] | None
+) -> Plan:
     names = list(schema.names)
     meta = schema.metadata or {}
     prov: dict[str, Any] = {}

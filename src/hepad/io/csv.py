@@ -18,15 +18,21 @@ from ..errors import FormatError
 from ..events import EventSet
 from . import _table
 
-_BLOCK = 1 << 22  # bytes per parsed block: bounds memory while streaming
+_BLOCK = 1 << 20  # bytes per parsed block: bounds memory while streaming
 
 
 def _open(path: Path, plan: _table.Plan | None = None) -> pacsv.CSVStreamingReader:
     read = pacsv.ReadOptions(block_size=_BLOCK, use_threads=False)
     if plan is None:
         return pacsv.open_csv(path, read_options=read)
+    # Fix the types seen in the first block; integers widen to float64 so a decimal further
+    # down does not break the stream. Booleans keep their type (float64 cannot parse "true").
     convert = pacsv.ConvertOptions(
-        column_types={c: pa.float64() for c in plan.read_columns if plan.side.get(c) != "process"},
+        column_types={
+            c: (pa.bool_() if pa.types.is_boolean(plan.types[c]) else pa.float64())
+            for c in plan.read_columns
+            if plan.side.get(c) != "process"
+        },
         include_columns=plan.read_columns,
     )
     return pacsv.open_csv(path, read_options=read, convert_options=convert)

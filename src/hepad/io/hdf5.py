@@ -310,7 +310,7 @@ class _Appender:
             opts["compression_opts"] = self.compression_opts
         ds = self.f.create_dataset(
             key, shape=(0,) + tail, maxshape=(None,) + tail, dtype=np.float32,
-            chunks=(WRITE_CHUNK,) + tail, **opts,
+            chunks=(WRITE_CHUNK,) + tail, track_times=False, **opts,
         )
         if not events.is_objects:
             ds.attrs["feature_names"] = np.asarray(events.feature_names, dtype=h5py.string_dtype())
@@ -318,7 +318,7 @@ class _Appender:
                             ("process", h5py.string_dtype())):
             if getattr(events, name) is not None:
                 self.f.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype,
-                                      chunks=(WRITE_CHUNK * 4,))
+                                      chunks=(WRITE_CHUNK * 4,), track_times=False)
         self.key = key
         self.first = events
         prov = {k: v for k, v in events.provenance.items() if k not in ("source", "format", "key")}

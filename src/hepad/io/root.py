@@ -56,7 +56,29 @@ def _uproot() -> Any:
     return uproot
 
 
+def _check_header(path: Path) -> None:
+    """Check the ROOT magic and that the file is as long as its header says (fEND)."""
+    with open(path, "rb") as fh:
+        head = fh.read(20)
+    if head[:4] != b"root":
+        raise FormatError(
+            f"{path}: not a ROOT file (it does not start with 'root'). Check the file, or pass "
+            "--format if it is HDF5, CSV or Parquet."
+        )
+    if len(head) < 16:
+        raise FormatError(f"{path}: truncated ROOT file ({len(head)} bytes of header).")
+    version = int.from_bytes(head[4:8], "big")
+    end = int.from_bytes(head[12:20] if version >= 1_000_000 else head[12:16], "big")
+    size = path.stat().st_size
+    if size < end:
+        raise FormatError(
+            f"{path}: truncated ROOT file: its header says {end:,} bytes, the file has {size:,}. "
+            "Re-download or regenerate it."
+        )
+
+
 def _open(path: Path) -> Any:
+    _check_header(path)
     uproot = _uproot()
     try:
         return uproot.open(path)
@@ -67,8 +89,16 @@ def _open(path: Path) -> Any:
         ) from None
 
 
+_TREE_CLASSES = ("TTree", "ROOT::RNTuple")
+
+
 def _trees(f: Any) -> list[str]:
-    return list(dict.fromkeys(f.keys(filter_classname="TTree", cycle=False, recursive=True)))
+    names = [k.rsplit(";", 1)[0] for k, c in f.classnames(recursive=True).items() if c in _TREE_CLASSES]
+    return list(dict.fromkeys(names))
+
+
+def _is_rntuple(tree: Any) -> bool:
+    return type(tree).__name__.endswith("RNTuple") or "RNTuple" in type(tree).__module__
 
 
 def _tree(f: Any, path: Path, key: str | None) -> tuple[Any, str]:
@@ -82,7 +112,7 @@ def _tree(f: Any, path: Path, key: str | None) -> tuple[Any, str]:
         return f[key], key
     if not names:
         raise FormatError(
-            f"{path}: the ROOT file holds no TTree (keys: {', '.join(f.keys(cycle=False)) or 'none'})."
+            f"{path}: the ROOT file holds no TTree or RNTuple (keys: {', '.join(f.keys(cycle=False)) or 'none'})."
         )
     if len(names) == 1:
         return f[names[0]], names[0]
@@ -118,8 +148,11 @@ def _is_scalar_numeric(branch: Any) -> bool:
 class _Plan:
     def __init__(self, tree: Any, path: Path, key: str, columns: Sequence[str] | None) -> None:
         self.path, self.key = path, key
-        names = list(tree.keys())
         self.dropped: tuple[str, ...] = ()
+        if _is_rntuple(tree):
+            self._init_rntuple(tree, path, key, columns)
+            return
+        names = list(tree.keys())
         if columns:
             missing = [c for c in columns if c not in names]
             if missing:
@@ -153,6 +186,37 @@ class _Plan:
                     "%s: tree %s: dropped %d non-numeric or jagged branch(es): %s",
                     path, key, len(self.dropped), ", ".join(self.dropped),
                 )
+
+    def _init_rntuple(self, tree: Any, path: Path, key: str, columns: Sequence[str] | None) -> None:
+        # RNTuple (what uproot >= 5.6 writes by default): read as a flat tree of its scalar
+        # numeric top-level fields; the object mapping needs NanoAOD/ATLAS TTree branches.
+        names = [k for k in tree.keys() if "." not in k]
+        n = int(tree.num_entries)
+        sample = tree.arrays(entry_start=0, entry_stop=min(n, 1)) if n else None
+
+        def scalar(name: str) -> bool:
+            if sample is None:
+                return True
+            content = sample[name].type.content
+            return isinstance(content, ak.types.NumpyType) and content.primitive not in ("datetime64", "timedelta64")
+
+        if columns:
+            missing = [c for c in columns if c not in names]
+            if missing:
+                raise MissingKeyError(f"{path}: RNTuple {key!r} has no field {missing[0]!r}.{closest(missing[0], names)}")
+            bad = [c for c in columns if not scalar(c)]
+            if bad:
+                raise FormatError(f"{path}: field {bad[0]!r} of RNTuple {key!r} is not a numeric scalar.")
+            self.kind, self.branches = "flat", list(columns)
+            return
+        self.kind = "flat"
+        self.branches = [c for c in names if scalar(c)]
+        self.dropped = tuple(c for c in names if c not in self.branches)
+        if not self.branches:
+            raise FormatError(f"{path}: RNTuple {key!r} has no numeric scalar field; pass columns=.")
+        if self.dropped:
+            log.warning("%s: RNTuple %s: dropped %d non-scalar field(s): %s", path, key,
+                        len(self.dropped), ", ".join(self.dropped))
 
     def provenance(self) -> dict[str, Any]:
         prov: dict[str, Any] = {"source": str(self.path), "format": "root", "key": self.key,

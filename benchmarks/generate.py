@@ -1,0 +1,124 @@
+"""Benchmark of hepad.generate: accepted events/s per process and core, the cost of our processing
+relative to Pythia's own ``next()`` loop, and the speed-up of 2 Dask workers over 1.
+
+    python benchmarks/generate.py            # full (~10 min on a free 2-core machine)
+    python benchmarks/generate.py --quick    # smoke run (~1-2 min)
+
+Every figure is measured in this run; ratios compare runs made here, on the same settings.
+The machine load (1-minute load average) is printed, since other jobs slow Pythia down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hepad.generate import SimulationConfig, generate
+from hepad.generate._catalogue import CATALOGUE
+from hepad.generate._engine import plan_chunks, resolve_components, run_chunk
+from hepad.generate._pythia import PythiaRun, quiet_stdout, read_card
+from hepad.generate._simulation import FakeModel, simulate_batch
+
+
+def load() -> str:
+    return "load avg %.2f %.2f %.2f" % os.getloadavg()
+
+
+def rates(processes, n_events):
+    print(f"\n== accepted events per second per core ({n_events} accepted each, one core, incl. init)")
+    print("   acc/s cpu = per CPU-second of this process (robust to machine load); acc/s wall = per second")
+    print(f"{'process':<13}{'acc/s cpu':>10}{'acc/s wall':>11}{'filter eff':>12}{'cpu ms/gen ev':>15}{'wall s':>8}")
+    for proc in processes:
+        n = max(10, n_events // 4) if proc in ("h0-tautau", "hplus-taunu") else n_events
+        _, comps = resolve_components(proc, n, None)
+        spec = plan_chunks(comps, 1, 10**6, SimulationConfig().to_dict(), 0.0, 1, Path("unused"))[0]
+        t0, c0 = time.perf_counter(), time.process_time()
+        res = run_chunk(spec)
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
+        st = res.stats
+        print(f"{proc:<13}{st['n_accepted'] / dc:10.1f}{st['n_accepted'] / dt:11.1f}"
+              f"{st['n_accepted'] / st['n_generated']:12.3f}{1000 * dc / st['n_generated']:15.1f}{dt:8.1f}",
+              flush=True)
+
+
+def overhead(process, n):
+    """Pythia next() loop vs nextBatch + our simulation, same card and seed."""
+    p = CATALOGUE[process]
+    card = read_card(p.card_path)
+    ref = PythiaRun(card, process, 11)
+    # CPU time of this (single-threaded) process: a fair comparison even on a loaded machine.
+    t0 = time.process_time()
+    with quiet_stdout():
+        for _ in range(n):
+            ref.pythia.next()
+    t_next = time.process_time() - t0
+
+    ours = PythiaRun(card, process, 11)
+    rng = np.random.default_rng(0)
+    fake = FakeModel() if p.fake_model else None
+    t0 = time.process_time()
+    t_gen = t_sim = 0.0
+    done = 0
+    while done < n:
+        k = min(200, n - done)
+        t1 = time.process_time()
+        batch = ours.next_batch(k)
+        t2 = time.process_time()
+        simulate_batch(batch, ours.charges, SimulationConfig(), rng, fake_model=fake)
+        t3 = time.process_time()
+        t_gen += t2 - t1
+        t_sim += t3 - t2
+        done += len(batch)
+    t_ours = time.process_time() - t0
+    print(f"{process:<8} [cpu] next() loop {1000 * t_next / n:6.2f} ms/ev | nextBatch {1000 * t_gen / n:6.2f} ms/ev "
+          f"+ simulation {1000 * t_sim / n:5.2f} ms/ev = {1000 * t_ours / n:6.2f} ms/ev | "
+          f"overhead vs next() {100 * (t_ours / t_next - 1):+5.1f} % (goal < 25 %)", flush=True)
+
+
+def speedup(n, chunk):
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        generate("w", n, Path(d) / "one.h5", seed=3, workers=1, chunk_size=chunk)
+        t1 = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        generate("w", n, Path(d) / "two.h5", seed=3, workers=2, chunk_size=chunk)
+        t2 = time.perf_counter() - t0
+        import h5py
+
+        with h5py.File(Path(d) / "one.h5") as f1, h5py.File(Path(d) / "two.h5") as f2:
+            same = np.array_equal(f1["Particles"][:], f2["Particles"][:])
+    print(f"W, {n} events in chunks of {chunk}: 1 worker (in-process) {t1:.1f} s, 2 Dask workers {t2:.1f} s "
+          f"(incl. cluster start) -> speed-up {t1 / t2:.2f}x (goal >= 1.7x); identical events: {same}",
+          flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smoke run with tiny samples")
+    ap.add_argument("--skip-speedup", action="store_true")
+    args = ap.parse_args()
+    print(f"hepad generate benchmark ({'quick' if args.quick else 'full'}), {os.cpu_count()} cores, {load()}")
+    if args.quick:
+        rates(["w", "z"], 30)
+    else:
+        rates(["w", "z", "ttbar", "qcd", "ato4l", "lq-btau", "h0-tautau", "hplus-taunu", "zprime-ll",
+               "wprime-lnu"], 200)
+    print(f"\n== processing overhead relative to Pythia's next() loop ({load()})")
+    for proc in (["w"] if args.quick else ["w", "ttbar", "qcd"]):
+        overhead(proc, 60 if args.quick else 400)
+    if not args.skip_speedup:
+        print(f"\n== parallel speed-up ({load()})")
+        if args.quick:
+            speedup(40, 10)
+        else:
+            speedup(600, 75)
+    print(f"\ndone, {load()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""``hepad.train``: one call from events (or files) to a fitted, thresholded, saved detector."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError, ModelFileError
+from .events import EventSet
+
+log = logging.getLogger(__name__)
+
+__all__ = ["train"]
+
+PathLike = str | os.PathLike
+
+
+def _as_config(config: Any) -> Any:
+    from .config import HepadConfig, load_config
+
+    if config is None or isinstance(config, HepadConfig):
+        return config
+    if isinstance(config, dict):
+        return HepadConfig.from_dict(config, source="<config dict>")
+    if isinstance(config, (str, os.PathLike)):
+        return load_config(config)
+    raise ConfigError(f"config must be a path, a mapping or a HepadConfig, got {type(config).__name__}.")
+
+
+def _as_events(x: Any, what: str, read_opts: dict[str, Any]) -> EventSet:
+    from .io import read_events
+
+    if isinstance(x, EventSet):
+        return x
+    if isinstance(x, (str, os.PathLike)):
+        return read_events(x, **read_opts)
+    if isinstance(x, np.ndarray):
+        return EventSet(data=x, provenance={"source": f"<array {what}>"})
+    raise ConfigError(f"{what} must be an EventSet, an array or a file path, got {type(x).__name__}.")
+
+
+def _threshold_rule(percentile: float | None, sigma: float | None, rate_hz: float | None,
+                    fpr: float | None, collision_rate_hz: float | None, cfg: Any) -> dict[str, float]:
+    given = {k: v for k, v in dict(percentile=percentile, sigma=sigma, rate_hz=rate_hz, fpr=fpr).items() if v is not None}
+    if len(given) > 1:
+        raise ConfigError(f"Give at most one threshold rule (percentile, sigma, rate_hz or fpr), got {', '.join(sorted(given))}.")
+    if given:
+        rule = dict(given)
+        if rate_hz is not None:
+            rule["collision_rate_hz"] = (
+                collision_rate_hz if collision_rate_hz is not None
+                else (cfg.evaluation.threshold.collision_rate_hz if cfg is not None else 40e6)
+            )
+        return rule
+    rule = cfg.evaluation.threshold.rule() if cfg is not None else {}
+    if collision_rate_hz is not None and "rate_hz" in rule:
+        rule["collision_rate_hz"] = collision_rate_hz
+    return rule or {"percentile": 95.0}
+
+
+def train(
+    detector: Any = None,
+    data: Any = None,
+    val: Any = None,
+    *,
+    signal: Any = None,
+    labels: Sequence[int] | np.ndarray | None = None,
+    config: Any = None,
+    output: PathLike | None = None,
+    percentile: float | None = None,
+    sigma: float | None = None,
+    rate_hz: float | None = None,
+    fpr: float | None = None,
+    collision_rate_hz: float | None = None,
+    checkpoint_dir: PathLike | None = None,
+    resume: bool = False,
+    progress: Callable[[int, int, dict[str, Any]], None] | None = None,
+    format: str | None = None,
+    key: str | None = None,
+    columns: Sequence[str] | None = None,
+    metadata: dict[str, Any] | None = None,
+    **params: Any,
+) -> Any:
+    """Fit a detector on background events, set its threshold, and optionally save it.
+
+    Parameters
+    ----------
+    detector : str or BaseDetector, optional
+        Registry key or preset (``hepad.available_detectors()``), or a detector instance.
+        Default: ``model.detector`` of ``config``, else :data:`DEFAULT_DETECTOR`.
+    data : EventSet, array or path, optional
+        Background training events (default: ``data.train`` of ``config``). For supervised
+        references, the labelled mix, or background with ``signal`` given.
+    val : EventSet, array or path, optional
+        Held-out background: used for early stopping of deep models and to set the threshold
+        (default: ``data.val`` of ``config``; without it the threshold is set on the training
+        events, which is biased low for models that overfit).
+    signal : EventSet, array or path, optional
+        Signal events for supervised references (labelled 1; ``data`` labelled 0).
+    labels : array of int, optional
+        Per-event labels of ``data`` for supervised references (else ``data.labels``).
+    config : path, mapping or HepadConfig, optional
+        Typed configuration (see :mod:`hepad.config`).
+    output : path, optional
+        Save the fitted detector to this model directory (atomically).
+    percentile, sigma, rate_hz, fpr : float, optional
+        The threshold rule (at most one; default: the config's, else the 95th percentile).
+    collision_rate_hz : float, optional
+        The stream rate ``rate_hz`` is a fraction of (default 40 MHz).
+    checkpoint_dir, resume, progress
+        Run options of deep detectors: checkpoint every epoch, resume from the last
+        checkpoint, and a ``progress(epoch, n_epochs, logs)`` callback.
+    format, key, columns
+        How to read ``data`` / ``val`` / ``signal`` given as paths (see ``hepad.read_events``).
+    metadata : dict, optional
+        Extra JSON-serialisable entries for the saved model's ``metadata.json``.
+    **params
+        Detector parameters; they override the configuration's.
+
+    Returns
+    -------
+    BaseDetector
+        The fitted detector with ``threshold_`` set.
+
+    Raises
+    ------
+    ConfigError
+        Unknown detector or parameter, wrong value, missing training data; raised before
+        any event is read.
+    """
+    from .detectors.base import DEFAULT_DETECTOR, BaseDetector, as_features, make_detector
+
+    cfg = _as_config(config)
+    # 1. The detector, fully validated before any data is read.
+    if isinstance(detector, BaseDetector):
+        det = detector
+        if params:
+            det.set_params(**params)
+    else:
+        if detector is not None and not isinstance(detector, str):
+            raise ConfigError(f"detector must be a registry name or a detector, got {type(detector).__name__}.")
+        if cfg is not None:
+            name, cparams = cfg.detector_params(detector)
+        else:
+            name, cparams = detector or DEFAULT_DETECTOR, {}
+        cparams.update(params)
+        det = make_detector(name, **cparams)
+    det._validate_params()
+    rule = _threshold_rule(percentile, sigma, rate_hz, fpr, collision_rate_hz, cfg)
+    if output is not None:
+        out = Path(output)
+        if out.exists() and not out.is_dir():
+            raise ModelFileError(f"{out}: exists and is not a directory; choose another output path.")
+    if signal is not None and not det.supervised:
+        raise ConfigError(f"signal= is only used by supervised references; {det.name!r} learns from background alone.")
+
+    # 2. The events.
+    read_opts = {k: v for k, v in dict(format=format, key=key, columns=columns).items() if v is not None}
+    if cfg is not None:
+        for k in ("format", "key", "columns"):
+            if k not in read_opts and getattr(cfg.data, k) is not None:
+                read_opts[k] = getattr(cfg.data, k)
+        if data is None:
+            data = cfg.resolve_path(cfg.data.train)
+        if val is None:
+            val = cfg.resolve_path(cfg.data.val)
+    if data is None:
+        raise ConfigError("No training data: pass data= (or --data), or set data.train in the configuration.")
+    train_ev = _as_events(data, "data", read_opts)
+    val_ev = None if val is None else _as_events(val, "val", read_opts)
+    y = None
+    if det.supervised:
+        if signal is not None:
+            sig_ev = _as_events(signal, "signal", read_opts)
+            train_ev = EventSet.concat([train_ev.with_labels(0), sig_ev.with_labels(1)])
+        elif labels is not None:
+            y = np.asarray(labels)
+        elif train_ev.labels is None or not np.isin(train_ev.labels, (0, 1)).all():
+            raise ConfigError(
+                f"{det.name} is a supervised reference: pass signal= (or --signal) with signal events, "
+                "or labelled data (labels 0/1)."
+            )
+        if y is None:
+            y = train_ev.labels
+
+    # 3. Fit, then the threshold on held-out background when there is some.
+    fit_opts: dict[str, Any] = {}
+    if checkpoint_dir is not None:
+        fit_opts["checkpoint_dir"] = checkpoint_dir
+    if resume:
+        fit_opts["resume"] = True
+    if progress is not None:
+        fit_opts["progress"] = progress
+    t0 = time.perf_counter()
+    det.fit(train_ev, val_ev, y=y, **fit_opts)
+    fit_s = time.perf_counter() - t0
+    if val_ev is not None:
+        bkg, on = val_ev, "val"
+    elif det.supervised:
+        bkg, on = as_features(train_ev, "data")[np.asarray(y) == 0], "train"
+    else:
+        bkg, on = train_ev, "train"
+    if on == "train":
+        log.info("threshold set on the training events (no validation sample); it is biased low for models that overfit")
+    if rule != {"percentile": 95.0}:  # fit already set the 95th percentile on this same background
+        det.set_threshold(bkg, **rule)
+    log.info("%s: fitted on %d events in %.1f s; threshold %.6g (%s on %s)", det.name, len(train_ev), fit_s,
+             det.threshold_, rule, on)
+
+    # 4. Save.
+    if output is not None:
+        meta: dict[str, Any] = {
+            "training_data": {
+                "train": {"n_events": len(train_ev), **_provenance(train_ev)},
+                "val": None if val_ev is None else {"n_events": len(val_ev), **_provenance(val_ev)},
+            },
+            "threshold_set_on": on,
+            "fit_seconds": round(fit_s, 3),
+        }
+        if cfg is not None:
+            meta["config"] = cfg.to_dict()
+        meta.update(metadata or {})
+        det.save(output, metadata=meta)
+    return det
+
+
+def _provenance(ev: EventSet) -> dict[str, Any]:
+    import json
+
+    out = {}
+    for k, v in ev.provenance.items():
+        try:
+            json.dumps(v, allow_nan=False)
+        except (TypeError, ValueError):
+            v = str(v)
+        out[str(k)] = v
+    return out

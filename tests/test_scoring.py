@@ -1,0 +1,128 @@
+"""hepad.scoring and `hepad score`: multi-file scoring, partitions, assembly and resume (in-process).
+
+The Dask runs (a real scheduler and workers, a killed worker) are in test_distributed.py.
+"""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+import hepad
+from hepad import scoring as sc
+from hepad._toy import toy_events
+from hepad.errors import ConfigError, InputError
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    """A saved iforest model and three toy input files of different sizes."""
+    d = tmp_path_factory.mktemp("score")
+    det = hepad.make_detector("iforest", n_estimators=20, random_state=0).fit(toy_events(1000, seed=5))
+    det.save(d / "model")
+    files = []
+    for i, (n, kind) in enumerate(((700, "background"), (450, "background"), (300, "signal"))):
+        p = d / f"in_{i}.h5"
+        hepad.write_events(toy_events(n, kind, seed=40 + i), p)
+        files.append(p)
+    ref = np.concatenate([det.score_samples(hepad.read_events(p)) for p in files])
+    return d, d / "model", files, ref, det.threshold_
+
+
+def test_scores_match_the_detector_in_input_order(job, tmp_path):
+    _, model, files, ref, thr = job
+    out = tmp_path / "scores.h5"
+    seen = []
+    rep = sc.score_files(model, files, out, n_workers=0, partition_size=200, chunk_size=64, progress=seen.append)
+    got = sc.read_scores(out)
+    assert np.array_equal(got["score"], ref)
+    assert got["score"].dtype == np.float32
+    assert np.array_equal(got["accept"], (ref > thr).astype(np.uint8))
+    sizes = [700, 450, 300]
+    assert np.array_equal(got["source_file"], np.repeat([0, 1, 2], sizes))
+    assert np.array_equal(got["source_row"], np.concatenate([np.arange(n) for n in sizes]))
+    assert got["files"] == [str(p) for p in files]
+    assert got["threshold"] == pytest.approx(thr) and got["model_sha256"] == sc.model_sha256(model)
+    assert rep.n_events == 1450 and rep.n_accepted == int((ref > thr).sum())
+    assert rep.n_partitions == 4 + 3 + 2 and rep.n_skipped == 0
+    assert [p.parts_done for p in seen] == list(range(rep.n_partitions + 1))
+    assert seen[-1].events_done == 1450
+    assert not (tmp_path / ".scores.h5.parts").exists()  # parts removed after assembly
+
+
+def test_plan_covers_every_row_once(job):
+    _, _, files, _, _ = job
+    parts = sc.plan_partitions(files, partition_size=300)
+    for fi, n in enumerate((700, 450, 300)):
+        mine = [p for p in parts if p.file_index == fi]
+        assert mine[0].start == 0 and mine[-1].stop == n
+        assert all(a.stop == b.start for a, b in zip(mine, mine[1:]))
+    assert [p.index for p in parts] == list(range(len(parts)))
+
+
+def test_resume_skips_finished_parts_and_rescores_stale_ones(job, tmp_path):
+    _, model, files, ref, _ = job
+    out = tmp_path / "scores.h5"
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_3(p):
+        if p.parts_done == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        sc.score_files(model, files, out, n_workers=0, partition_size=200, progress=stop_after_3)
+    assert not out.exists()
+    parts = sorted((tmp_path / ".scores.h5.parts").glob("part-*.h5"))
+    assert len(parts) == 3
+    # A part scored by another model must not be reused.
+    with h5py.File(parts[1], "a") as f:
+        f.attrs["model_sha256"] = "0" * 64
+    rep = sc.score_files(model, files, out, n_workers=0, partition_size=200)
+    assert rep.n_skipped == 2 and rep.n_scored == 1450 - 400
+    assert np.array_equal(sc.read_scores(out)["score"], ref)
+    # Another partition size plans other ranges: nothing matches, nothing wrong is reused.
+    rep = sc.score_files(model, files, out, n_workers=0, partition_size=500, keep_parts=True)
+    assert rep.n_skipped == 0
+    rep = sc.score_files(model, files, out, n_workers=0, partition_size=500)
+    assert rep.n_skipped == rep.n_partitions
+    assert np.array_equal(sc.read_scores(out)["score"], ref)
+
+
+def test_globs_flat_columns_and_errors(job, tmp_path):
+    d, model, files, ref, _ = job
+    assert sc.expand_files([str(d / "in_*.h5")]) == files
+    assert sc.expand_files([files[1], str(d / "in_*.h5")]) == [files[1], files[0], files[2]]
+    with pytest.raises(InputError, match="matches no file"):
+        sc.expand_files([str(d / "nothing_*.h5")])
+    with pytest.raises(InputError, match="no such file. Did you mean .*'in_0.h5'"):
+        sc.expand_files([d / "in_O.h5"])
+    with pytest.raises(ConfigError, match="chunk_size"):
+        sc.score_files(model, files, tmp_path / "x.h5", n_workers=0, chunk_size=0)
+    # A flat file with the model's columns plus one more, in another order: columns are matched by name.
+    ev = hepad.read_events(files[0])
+    names = list(ev.feature_names)
+    perm = np.random.default_rng(0).permutation(len(names))
+    flat = np.column_stack([ev.flat57[:, perm], np.zeros(len(ev), np.float32)])
+    p = tmp_path / "flat.h5"
+    hepad.write_events(hepad.EventSet(flat, feature_names=[names[i] for i in perm] + ["extra"]), p)
+    sc.score_files(model, [p], tmp_path / "flat_scores.h5", n_workers=0)
+    assert np.array_equal(sc.read_scores(tmp_path / "flat_scores.h5")["score"], ref[:700])
+
+
+def test_cli_score(job, tmp_path):
+    from typer.testing import CliRunner
+
+    from hepad.cli import app
+
+    d, model, files, ref, _ = job
+    out = tmp_path / "cli.h5"
+    res = CliRunner().invoke(app, ["score", str(model), str(d / "in_*.h5"), "-o", str(out), "--workers", "0",
+                                   "--partition-size", "400", "--engine", "native"])
+    assert res.exit_code == 0, res.output
+    assert "1,450 events from 3 file(s)" in res.output
+    assert np.array_equal(sc.read_scores(out)["score"], ref)
+    res = CliRunner().invoke(app, ["score", str(model), str(files[0]), "-o", str(out), "--engine", "onx"])
+    assert res.exit_code != 0 and "onnx" in str(res.exception)
