@@ -34,24 +34,27 @@ BUILTIN_SIGNALS = ("ato4l", "lq-btau", "h0-tautau", "hplus-taunu")
 BACKGROUND = ("sm_train", "sm_val", "sm_test")
 
 #: Candidate default autoencoders (--sweep): compact dense AEs, decided on held-out signals.
-SWEEP = {
-    "ae[57-32-16]": dict(hidden_layers=[32], latent_dim=16),
-    "ae[57-32-8]": dict(hidden_layers=[32], latent_dim=8),
-    "ae[57-32-16,log_pt]": dict(hidden_layers=[32], latent_dim=16, preprocessing={"log_pt": True}),
-    "ae[57-32-8,log_pt]": dict(hidden_layers=[32], latent_dim=8, preprocessing={"log_pt": True}),
-    "ae[57-32-8,log_pt,mask]": dict(hidden_layers=[32], latent_dim=8,
-                                    preprocessing={"log_pt": True, "mask_padding": True}),
-    "ae[57-64-32-8,log_pt]": dict(hidden_layers=[64, 32], latent_dim=8, preprocessing={"log_pt": True}),
-    "vae[recon,log_pt]": dict(preprocessing={"log_pt": True}),
-}
+SWEEP: dict[str, dict] = {}
+for _arch, _hidden, _latent in (("57-32-16", [32], 16), ("57-32-8", [32], 8), ("57-64-32-8", [64, 32], 8)):
+    for _prep, _pp in (("", {}), (",log_pt", {"log_pt": True}), (",log_pt,mask", {"log_pt": True, "mask_padding": True})):
+        for _batch in (1024, 256):
+            SWEEP[f"ae[{_arch}{_prep},b{_batch}]"] = dict(
+                hidden_layers=_hidden, latent_dim=_latent, preprocessing=_pp, batch_size=_batch)
+SWEEP["vae[recon,log_pt,b256]"] = dict(preprocessing={"log_pt": True}, batch_size=256)
+SWEEP["vae[mu2,log_pt,b256]"] = dict(preprocessing={"log_pt": True}, batch_size=256, score="mu2")
+SWEEP["deep-svdd[log_pt,b256]"] = dict(preprocessing={"log_pt": True}, batch_size=256)
 
 
-def load(data_dir: Path | None, quick: bool) -> tuple[dict[str, np.ndarray], str]:
-    """Background splits and signals as (N, F) feature arrays, and a description."""
+def load(data_dir: Path | None, quick: bool) -> tuple[dict[str, hepad.EventSet], str]:
+    """Background splits and signals as EventSets, and a description.
+
+    EventSets (not bare arrays) so detectors know the feature names: log(1+pT) and padding
+    masks need to know which columns are pT.
+    """
     if data_dir is not None and (data_dir / "sm_train.h5").is_file():
         out = {}
         for path in sorted(data_dir.glob("*.h5")):
-            out[path.stem] = hepad.read_events(path).features
+            out[path.stem] = hepad.read_events(path)
         missing = [n for n in BACKGROUND if n not in out]
         if missing:
             sys.exit(f"{data_dir}: missing {', '.join(m + '.h5' for m in missing)}")
@@ -61,10 +64,10 @@ def load(data_dir: Path | None, quick: bool) -> tuple[dict[str, np.ndarray], str
                  "or run with --quick (toy events).")
     from hepad._toy import toy_events
 
-    out = {"sm_train": toy_events(3000, "background", 1).features,
-           "sm_val": toy_events(1000, "background", 2).features,
-           "sm_test": toy_events(2000, "background", 3).features,
-           "toy-signal": toy_events(500, "signal", 4).features}
+    out = {"sm_train": toy_events(3000, "background", 1),
+           "sm_val": toy_events(1000, "background", 2),
+           "sm_test": toy_events(2000, "background", 3),
+           "toy-signal": toy_events(500, "signal", 4)}
     return out, "toy events (hepad._toy)"
 
 
@@ -78,7 +81,7 @@ def evaluate(scores_bkg: np.ndarray, scores_sig: np.ndarray) -> tuple[float, flo
     return auc, wp.tpr, wp.resolved
 
 
-def run_detector(label: str, make, data: dict[str, np.ndarray], signals: list[str]) -> dict:
+def run_detector(label: str, make, data: dict[str, hepad.EventSet], signals: list[str]) -> dict:
     det = make()
     t0 = time.perf_counter()
     det.fit(data["sm_train"], data["sm_val"])
@@ -99,7 +102,7 @@ def run_detector(label: str, make, data: dict[str, np.ndarray], signals: list[st
     return row
 
 
-def measure_throughput(X: np.ndarray, threads: int) -> dict[int, float]:
+def measure_throughput(X: hepad.EventSet, threads: int) -> dict[int, float]:
     """Training events/s of the default detector: 3 fixed epochs on X (best epoch of 3)."""
     out = {}
     for nt in sorted({1, threads}):
@@ -118,11 +121,13 @@ class _PyOD:
         self.model = model
 
     def fit(self, X, X_val=None):
+        X = X.features
         self.mean_, self.std_ = X.mean(0), X.std(0) + 1e-6
         self.model.fit((X - self.mean_) / self.std_)
         return self
 
     def score_samples(self, X):
+        X = X.features
         return self.model.decision_function((X - self.mean_) / self.std_)
 
 
@@ -167,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", type=Path, default=Path("/work/data/small"))
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny data (or toy events), 3 epochs")
     ap.add_argument("--detectors", default=None, help="comma-separated subset (default: all registered)")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads of every detector (default 1, the deep detectors' default)")
     ap.add_argument("--epochs", type=int, default=None, help="override the epochs of deep detectors")
     ap.add_argument("--sweep", action="store_true", help="also train the candidate default AEs")
     ap.add_argument("--no-pyod", action="store_true")
@@ -183,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         data_dir = data_dir.parent / "tiny"
     data, source = load(data_dir, args.quick)
     for path in args.extra_signals:
-        data[path.stem] = hepad.read_events(path).features
+        data[path.stem] = hepad.read_events(path)
     epochs = 3 if args.quick and args.epochs is None else args.epochs
     signals = [s for s in data if s not in BACKGROUND]
     held_out = [s for s in signals if s not in BUILTIN_SIGNALS and s != "toy-signal"]
@@ -201,11 +206,13 @@ def main(argv: list[str] | None = None) -> int:
         params = {}
         if epochs is not None and "epochs" in cls._param_names():
             params["epochs"] = epochs
+        if "n_threads" in cls._param_names():
+            params["n_threads"] = args.threads
         todo[name] = (lambda name=name, params=params: make_detector(name, **params))
     if args.sweep:
         for label, params in SWEEP.items():
             base = label.split("[")[0]
-            p = dict(params, **({"epochs": epochs} if epochs else {}))
+            p = dict(params, n_threads=args.threads, **({"epochs": epochs} if epochs else {}))
             todo[label] = (lambda base=base, p=p: make_detector(base, **p))
     if not args.no_pyod:
         todo.update(pyod_references(epochs or 20))

@@ -23,7 +23,7 @@ _FAST = {
     "ae": _DEEP_FAST,
     "vae": _DEEP_FAST,
     "deep-svdd": _DEEP_FAST,
-    "gbdt": {"max_iter": 15, "early_stopping": False},
+    "gbdt": {"max_iter": 15, "early_stopping": False, "n_jobs": 1},
     "mlp-classifier": {"max_iter": 30, "hidden_layer_sizes": [32], "early_stopping": False},
     "iforest": {"n_estimators": 50},
     "ocsvm": {"n_components": 100},
@@ -68,6 +68,15 @@ def _train_data(name, bkg, sig):
         return X, y
     return bkg, None
 
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    # BLAS/OpenMP threads that spin-wait make small fits many times slower on a shared machine.
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
 
 _CACHE: dict = {}
 

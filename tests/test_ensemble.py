@@ -14,6 +14,15 @@ from hepad.errors import ConfigError
 MEMBERS = [{"detector": "mahalanobis"}, {"detector": "knn", "params": {"n_neighbors": 3}}, {"detector": "iforest", "params": {"n_estimators": 30}}]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    # BLAS/OpenMP threads that spin-wait make small fits many times slower on a shared machine.
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
+
+
 @pytest.fixture(scope="module")
 def held_out():
     return toy_events(3000, "background", seed=21)

@@ -209,6 +209,13 @@ def test_bad_card_line_names_file_and_line(tmp_path):
     assert not (tmp_path / "x.h5").exists()
 
 
+def test_init_failure_carries_pythia_message(tmp_path):
+    card = tmp_path / "empty.cmnd"
+    card.write_text("SoftQCD:all = off\n")  # valid line, but no process switched on
+    with pytest.raises(GenerationError, match=r"empty\.cmnd.*failed to initialise.*PYTHIA"):
+        generate(None, 5, tmp_path / "x.h5", card=card, workers=0)
+
+
 def test_unknown_process_suggests(tmp_path):
     with pytest.raises(GenerationError, match="ttbar"):
         generate("tbar", 5, tmp_path / "x.h5")

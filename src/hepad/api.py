@@ -84,6 +84,7 @@ def train(
     format: str | None = None,
     key: str | None = None,
     columns: Sequence[str] | None = None,
+    drop_invalid: bool = False,
     metadata: dict[str, Any] | None = None,
     **params: Any,
 ) -> Any:
@@ -116,7 +117,7 @@ def train(
     checkpoint_dir, resume, progress
         Run options of deep detectors: checkpoint every epoch, resume from the last
         checkpoint, and a ``progress(epoch, n_epochs, logs)`` callback.
-    format, key, columns
+    format, key, columns, drop_invalid
         How to read ``data`` / ``val`` / ``signal`` given as paths (see ``hepad.read_events``).
     metadata : dict, optional
         Extra JSON-serialisable entries for the saved model's ``metadata.json``.
@@ -162,6 +163,8 @@ def train(
 
     # 2. The events.
     read_opts = {k: v for k, v in dict(format=format, key=key, columns=columns).items() if v is not None}
+    if drop_invalid:
+        read_opts["drop_invalid"] = True
     if cfg is not None:
         for k in ("format", "key", "columns"):
             if k not in read_opts and getattr(cfg.data, k) is not None:
@@ -181,10 +184,11 @@ def train(
             train_ev = EventSet.concat([train_ev.with_labels(0), sig_ev.with_labels(1)])
         elif labels is not None:
             y = np.asarray(labels)
-        elif train_ev.labels is None or not np.isin(train_ev.labels, (0, 1)).all():
+        elif train_ev.labels is None or set(np.unique(train_ev.labels).tolist()) != {0, 1}:
             raise ConfigError(
                 f"{det.name} is a supervised reference: pass signal= (or --signal) with signal events, "
-                "or labelled data (labels 0/1)."
+                f"or data labelled 0 (background) and 1 (signal); {train_ev.source} holds "
+                f"{'no labels' if train_ev.labels is None else 'labels ' + str(sorted(set(np.unique(train_ev.labels).tolist())))}."
             )
         if y is None:
             y = train_ev.labels

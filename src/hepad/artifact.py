@@ -63,7 +63,10 @@ def _sha256(path: Path) -> str:
 
 
 def _dump_json(obj: Any, path: Path) -> None:
-    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False, default=_json_default)
+    try:
+        text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False, default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"cannot write {path.name}: the detector state is not plain JSON ({exc}).") from None
     path.write_text(text + "\n", encoding="utf-8")
 
 

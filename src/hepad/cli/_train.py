@@ -62,6 +62,7 @@ def train_cmd(
     format: Optional[str] = typer.Option(None, "--format", "-f", help=_FORMAT_HELP),
     key: Optional[str] = typer.Option(None, "--key", "-k", help=_KEY_HELP),
     columns: Optional[str] = typer.Option(None, "--columns", help=_COLUMNS_HELP),
+    drop_invalid: bool = typer.Option(False, "--drop-invalid", help="Drop events holding NaN/inf values instead of failing."),
 ) -> None:
     """Train a detector on background events and save it with its threshold.
 
@@ -124,6 +125,7 @@ def train_cmd(
             format=format,
             key=key,
             columns=cols,
+            drop_invalid=drop_invalid,
             **params,
         )
     elapsed = time.perf_counter() - t0

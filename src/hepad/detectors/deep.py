@@ -131,6 +131,13 @@ class _DeepDetector(BaseDetector):
     ) -> None:
         self._validate_params()
         pre = self._make_preprocessor(X)
+        if (pre.log_pt and pre.pt_columns_.size == 0) or (pre.mask_padding and (pre.slot_pt_column_ < 0).all()):
+            log.warning(
+                "%s: preprocessing %s has no effect: no pT columns among the feature names (%s...). "
+                "Pass an EventSet or (N, 19, 4) objects rather than a bare (N, F) array.",
+                self.name, {k: v for k, v in pre.get_params().items() if k in ("log_pt", "mask_padding") and v},
+                ", ".join(self.feature_names_in_[:3]),
+            )
         tp = self._torch_pre()
         n_in = int(pre.n_features_out_)
         if X_val is None and self.validation_fraction > 0 and len(X) >= 20:
@@ -309,7 +316,10 @@ class AutoEncoderDetector(_ReconstructionMixin, _DeepDetector):
     device : {"auto", "cpu", "cuda"}
         Where to train; "auto" uses a GPU when present. Scores are computed on the CPU.
     n_threads : int, optional
-        torch CPU threads during fit and scoring (default: torch's setting).
+        torch CPU threads during fit and scoring; None keeps torch's global setting. 1 by
+        default: these networks are too small to gain from intra-op threads, and on a machine
+        shared with other jobs extra threads made training many times slower (see
+        docs/detectors.md).
     random_state : int
         Seed of initialisation, shuffling and dropout.
     """
@@ -337,7 +347,7 @@ class AutoEncoderDetector(_ReconstructionMixin, _DeepDetector):
         min_delta: float = 0.0,
         validation_fraction: float = 0.1,
         device: str = "auto",
-        n_threads: int | None = None,
+        n_threads: int | None = 1,
         random_state: int = 0,
     ) -> None:
         self.hidden_layers = hidden_layers
@@ -423,7 +433,7 @@ class VAEDetector(_ReconstructionMixin, _DeepDetector):
         min_delta: float = 0.0,
         validation_fraction: float = 0.1,
         device: str = "auto",
-        n_threads: int | None = None,
+        n_threads: int | None = 1,
         random_state: int = 0,
     ) -> None:
         self.score = score
@@ -526,7 +536,7 @@ class DeepSVDDDetector(_DeepDetector):
         min_delta: float = 0.0,
         validation_fraction: float = 0.1,
         device: str = "auto",
-        n_threads: int | None = None,
+        n_threads: int | None = 1,
         random_state: int = 0,
     ) -> None:
         self.hidden_layers = hidden_layers

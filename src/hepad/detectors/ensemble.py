@@ -177,7 +177,10 @@ class EnsembleDetector(BaseDetector):
     def _make_members(self) -> list[BaseDetector]:
         out = []
         for i, (name, params) in enumerate(self._specs()):
-            cls = get_detector_class(name)
+            try:
+                cls = get_detector_class(name)
+            except ConfigError as exc:
+                raise ConfigError(f"ensemble: members[{i}]: {exc}") from None
             if cls.supervised:
                 raise ConfigError(f"ensemble: members[{i}] {name!r} is a supervised reference; members must be unsupervised.")
             names = cls._param_names()

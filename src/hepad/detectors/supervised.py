@@ -50,6 +50,8 @@ class GradientBoostingReference(BaseDetector):
         kept so every detector has the same input transform).
     random_state : int
         Seed of the validation split and binning subsample.
+    n_jobs : int, optional
+        OpenMP threads for fitting (None: all cores).
     """
 
     supervised = True
@@ -61,6 +63,7 @@ class GradientBoostingReference(BaseDetector):
         "early_stopping": [bool],
         "class_weight": [None, Options(("balanced",))],
         "random_state": [Interval(int, 0, None)],
+        "n_jobs": [None, Interval(int, 1, None)],
     }
 
     def __init__(
@@ -74,6 +77,7 @@ class GradientBoostingReference(BaseDetector):
         class_weight: str | None = None,
         preprocessing: dict | None = None,
         random_state: int = 0,
+        n_jobs: int | None = None,
     ) -> None:
         self.max_iter = max_iter
         self.learning_rate = learning_rate
@@ -83,11 +87,19 @@ class GradientBoostingReference(BaseDetector):
         self.class_weight = class_weight
         self.preprocessing = preprocessing
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     def _fit_supervised(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None, **fit_options: Any) -> None:
-        from sklearn.ensemble import HistGradientBoostingClassifier
+        from threadpoolctl import threadpool_limits
 
         _ignore_fit_options(self.name, fit_options)
+        # OpenMP threads spin while waiting: on a shared machine, fewer threads can be faster.
+        with threadpool_limits(limits=self.n_jobs, user_api="openmp"):
+            self._fit_trees(X, y)
+
+    def _fit_trees(self, X: np.ndarray, y: np.ndarray) -> None:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
         # The preprocessor is fitted on background only, like every other detector's.
         self._make_preprocessor(X[y == 0])
         model = HistGradientBoostingClassifier(

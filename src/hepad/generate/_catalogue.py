@@ -37,8 +37,8 @@ CATALOGUE: dict[str, Process] = {
         Process("h0-tautau", "h0-tautau.cmnd", "bsm", "neutral scalar h0, m = 60 GeV, h0 -> tau tau"),
         Process("hplus-taunu", "hplus-taunu.cmnd", "bsm",
                 "charged scalar h+-, m = 60 GeV, h+- -> tau nu (tau -> e/mu forced)"),
-        Process("zprime-ll", "extra/zprime-ll.cmnd", "extra", "Z' -> ee/mumu, m = 500 GeV"),
-        Process("wprime-lnu", "extra/wprime-lnu.cmnd", "extra", "W' -> e nu / mu nu, m = 1 TeV"),
+        Process("zprime-ll", "zprime-ll.cmnd", "extra", "Z' -> ee/mumu, m = 500 GeV"),
+        Process("wprime-lnu", "wprime-lnu.cmnd", "extra", "W' -> e nu / mu nu, m = 1 TeV"),
     )
 }
 

@@ -131,6 +131,7 @@ def run_chunk(spec: ChunkSpec) -> ChunkResult:
         "n_faked": int(faked.sum()),
         "sigma_gen_pb": sigma,
         "sigma_err_pb": sigma_err,
+        "pythia_errors": dict(run.problems),
         "wall_s": round(time.perf_counter() - t0, 3),
     }
     return ChunkResult(objects=objects, weights=weights, charges=charges, faked=faked, stats=stats)
@@ -247,9 +248,12 @@ def _run_dask(specs, workers, scheduler, report):
         )
         client = Client(cluster)
     try:
-        # Big chunks first keeps the tail short.
-        order = sorted(specs, key=lambda s: -s.n_events)
-        futures = {client.submit(execute_chunk, s, pure=False): s for s in order}
+        # Dask runs independent tasks roughly in submission order; a higher priority for earlier
+        # files makes them complete (and become usable) one after another.
+        futures = {
+            client.submit(execute_chunk, s, pure=False, priority=len(specs) - i): s
+            for i, s in enumerate(specs)
+        }
         for fut in as_completed(futures):
             report(futures[fut], fut.result())
     finally:
@@ -314,7 +318,7 @@ def run_jobs(jobs: Sequence[Job], workers: int | None = None, scheduler: str | N
     remaining = {id(j): len(j.specs) for j in jobs}
 
     def report(spec: ChunkSpec, st: dict) -> None:
-        job = owner[id(spec)] if id(spec) in owner else next(j for j in jobs if spec in j.specs)
+        job = owner[id(spec)]
         job.stats.append(st)
         done["n"] += spec.n_events
         log.info("%s chunk %d: %d of %d generated events accepted", spec.component, spec.index,
@@ -331,7 +335,8 @@ def run_jobs(jobs: Sequence[Job], workers: int | None = None, scheduler: str | N
     pending = []
     for job in jobs:
         (job.output.parent / f".{job.output.name}.parts").mkdir(parents=True, exist_ok=True)
-        for spec in job.specs:
+        # Within a file, big chunks first keeps its tail short.
+        for spec in sorted(job.specs, key=lambda s: -s.n_events):
             st = _chunk_done(spec)
             if st is None:
                 pending.append(spec)
@@ -353,9 +358,14 @@ def _combine_sigma(stats: list[dict]) -> dict:
     sigma = float((w * sig).sum())
     n_acc = int(sum(s["n_accepted"] for s in stats))
     n_gen = int(n.sum())
+    errors: dict[str, int] = {}
+    for s in stats:
+        for msg, count in s.get("pythia_errors", {}).items():
+            errors[msg] = errors.get(msg, 0) + count
     return {
         "n_accepted": n_acc,
         "n_generated": n_gen,
+        "pythia_errors": errors,
         "n_faked": int(sum(s["n_faked"] for s in stats)),
         "filter_efficiency": n_acc / n_gen if n_gen else 0.0,
         "sigma_gen_pb": sigma,

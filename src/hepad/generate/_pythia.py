@@ -24,13 +24,19 @@ from ..errors import DependencyError, GenerationError
 log = logging.getLogger(__name__)
 
 #: Settings every hepad run uses; card lines come after them (and may override), seed lines last.
+#: Not ``Print:quiet``: it also hides initialisation errors, which we want to log and report.
 BASE_SETTINGS = (
     "Beams:eCM = 13000.",
-    "Print:quiet = on",
+    "Init:showProcesses = off",
+    "Init:showMultipartonInteractions = off",
+    "Init:showChangedSettings = off",
+    "Init:showChangedParticleData = off",
+    "Init:showChangedResonanceData = off",
     "Next:numberCount = 0",
     "Next:numberShowEvent = 0",
     "Next:numberShowInfo = 0",
     "Next:numberShowProcess = 0",
+    "Next:numberShowLHA = 0",
 )
 
 #: Pythia's seed range (0 would mean "seed from the clock").
@@ -163,19 +169,30 @@ class PythiaRun:
                 raise GenerationError(
                     f"{where}: Pythia rejected {line!r} ({'; '.join(out.problems) or 'unknown setting'})."
                 )
-        with quiet_stdout(origin) as out:
+        with quiet_stdout(origin, log_problems=False) as out:
             ok = self.pythia.init()
-        if not ok:
+        if ok:
+            for line in out.problems:  # non-fatal: worth a look, not a stop
+                log.warning("%s: %s", origin, line)
+        else:
             raise GenerationError(
                 f"{origin}: Pythia failed to initialise ({'; '.join(out.problems) or 'no message'}). "
                 "Check the process settings of the card."
             )
         self._charge: dict[int, float] = {}
+        #: Pythia error/abort message -> how often it came during generation.
+        self.problems: dict[str, int] = {}
 
     def next_batch(self, n: int):
         """``n`` events as an awkward array (failed events are skipped by Pythia)."""
-        with quiet_stdout(self.origin):
-            return self.pythia.nextBatch(int(n))
+        with quiet_stdout(self.origin, log_problems=False) as out:
+            batch = self.pythia.nextBatch(int(n))
+        for line in out.problems:
+            # Rare per-event errors repeat; say each once, count them all (provenance).
+            if line not in self.problems:
+                log.warning("%s: %s (further occurrences are counted in the provenance)", self.origin, line)
+            self.problems[line] = self.problems.get(line, 0) + 1
+        return batch
 
     def charges(self, ids: np.ndarray) -> np.ndarray:
         """Electric charge of each particle id, from a cache filled on first sight of an id."""

@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,7 +149,13 @@ class ReplaySource(Source):
 
 
 class ZmqSource(Source):
-    """Receive event batches on a ZeroMQ PULL socket (bound by default)."""
+    """Receive event batches on a ZeroMQ PULL socket (bound by default).
+
+    The stream ends ``eos_grace_s`` seconds after an end-of-stream message once no further
+    message arrives (stragglers from other producer connections are still taken).
+    """
+
+    eos_grace_s = 0.2
 
     def __init__(self, endpoint: str, *, bind: bool = True, rcvhwm: int = 64) -> None:
         zmq = _zmq()
@@ -171,6 +177,7 @@ class ZmqSource(Source):
         self._poller.register(self._sock, zmq.POLLIN)
         self.description = f"zmq:{self.endpoint}"
         self.total_announced: int | None = None
+        self._eos_seen = False
 
     def _decode(self, frames: list[bytes]) -> Batch | None:
         try:
@@ -179,7 +186,9 @@ class ZmqSource(Source):
             raise InputError(f"{self.description}: a message header is not JSON; is the producer a hepad stream?") from None
         kind = header.get("type")
         if kind == "eos":
-            self.done = True
+            # Messages of other producer connections may still be in flight (each connection
+            # is its own ordered pipe): keep taking them until the socket has been quiet.
+            self._eos_seen = True
             self.total_announced = header.get("total")
             return None
         if kind != "batch" or len(frames) != 2:
@@ -193,7 +202,11 @@ class ZmqSource(Source):
     def receive(self, timeout: float) -> Batch | None:
         if self.done:
             return None
+        if self._eos_seen:
+            timeout = self.eos_grace_s
         if not self._poller.poll(max(0, int(timeout * 1000))):
+            if self._eos_seen:
+                self.done = True
             return None
         return self._decode(self._sock.recv_multipart(copy=True))
 
@@ -203,6 +216,8 @@ class ZmqSource(Source):
         deadline = time.monotonic() + timeout
         while not self.done:
             left = deadline - time.monotonic()
+            if self._eos_seen:
+                left = min(left, self.eos_grace_s)
             # A short quiet gap ends the drain: the producer may keep sending forever.
             if left <= 0 or not self._poller.poll(int(min(left, 0.05) * 1000)):
                 break
@@ -260,20 +275,36 @@ def _header(first_id: int, data: np.ndarray) -> bytes:
                        "shape": list(data.shape), "dtype": data.dtype.str}).encode()
 
 
-def _iter_arrays(events: Any, batch_size: int, max_events: int | None) -> Iterator[np.ndarray]:
+def _iter_arrays(events: Any, sizes: list[int], max_events: int | None) -> Iterator[np.ndarray]:
+    """Slices of ``events`` with sizes cycling through ``sizes`` (a file is read in chunks)."""
+    import itertools
+
     from ..events import EventSet
     from ..io import iter_events
 
     if isinstance(events, (str, os.PathLike)):
         entry_range = (0, int(max_events)) if max_events is not None else None
-        for chunk in iter_events(events, chunk_size=batch_size, entry_range=entry_range):
-            yield chunk.data
-        return
-    arr = events.data if isinstance(events, EventSet) else np.asarray(events, dtype=np.float32)
-    if max_events is not None:
-        arr = arr[: int(max_events)]
-    for start in range(0, len(arr), batch_size):
-        yield arr[start : start + batch_size]
+        blocks: Any = (c.data for c in iter_events(events, chunk_size=max(65536, max(sizes)), entry_range=entry_range))
+    else:
+        arr = events.data if isinstance(events, EventSet) else np.asarray(events, dtype=np.float32)
+        blocks = iter([arr[: int(max_events)] if max_events is not None else arr])
+    cycle = itertools.cycle(sizes)
+    carry: np.ndarray | None = None
+    for block in blocks:
+        if carry is not None and len(carry):
+            block = np.concatenate([carry, block])
+        start = 0
+        while True:
+            size = next(cycle)
+            if start + size > len(block):
+                carry = block[start:]
+                # The cycle position is kept by re-queuing this size first next time.
+                cycle = itertools.chain([size], cycle)
+                break
+            yield block[start : start + size]
+            start += size
+    if carry is not None and len(carry):
+        yield carry
 
 
 def _send(zmq: Any, sock: Any, frames: list, stop_event: threading.Event | None, timeout_s: float | None) -> bool:
@@ -295,7 +326,7 @@ def stream_events(
     endpoint: str,
     *,
     rate_hz: float | None = None,
-    batch_size: int = 1000,
+    batch_size: int | Sequence[int] = 1000,
     max_events: int | None = None,
     first_id: int = 0,
     bind: bool = False,
@@ -314,8 +345,8 @@ def stream_events(
         ``tcp://HOST:PORT`` of the trigger (connected to; ``bind=True`` binds instead).
     rate_hz : float, optional
         Pace the stream at this many events per second (default: as fast as possible).
-    batch_size : int
-        Events per message.
+    batch_size : int or sequence of int
+        Events per message; a sequence cycles (e.g. ``[1000, 5000]``).
     max_events : int, optional
         Stop after this many events.
     first_id : int
@@ -331,8 +362,9 @@ def stream_events(
         for a trigger that is not up yet).
     """
     zmq = _zmq()
-    if batch_size < 1:
-        raise ConfigError(f"batch size must be >= 1, got {batch_size}.")
+    sizes = [int(batch_size)] if isinstance(batch_size, (int, np.integer)) else [int(b) for b in batch_size]
+    if not sizes or min(sizes) < 1:
+        raise ConfigError(f"batch sizes must be >= 1, got {batch_size}.")
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.PUSH)
     sock.setsockopt(zmq.SNDHWM, 16)
@@ -349,14 +381,17 @@ def stream_events(
     sent = 0
     t0 = time.monotonic()
     try:
-        for data in _iter_arrays(events, int(batch_size), max_events):
+        for data in _iter_arrays(events, sizes, max_events):
             if stop_event is not None and stop_event.is_set():
                 break
             if rate_hz:
-                due = t0 + sent / float(rate_hz)
-                delay = due - time.monotonic()
+                delay = t0 + sent / float(rate_hz) - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
+                elif delay < -0.1:
+                    # Fell behind (the trigger was not up, or pushed back): resume the pace
+                    # from now instead of bursting to catch up.
+                    t0 -= delay + 0.1
             data = np.ascontiguousarray(data, dtype=np.float32)
             frames = [_header(first_id + sent, data), memoryview(data).cast("B")]
             if not _send(zmq, sock, frames, stop_event, timeout_s):

@@ -1,0 +1,140 @@
+"""``hepad train`` / ``hepad detectors`` and the ``hepad.train`` API behind them."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+import hepad
+from hepad.cli import run
+from hepad.detectors.base import available_detectors
+from hepad.errors import ConfigError
+from hepad.io import write_events
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, toy_bkg, toy_bkg_val, toy_sig):
+    d = tmp_path_factory.mktemp("cli")
+    write_events(toy_bkg, d / "bkg.h5")
+    write_events(toy_bkg_val, d / "val.h5")
+    write_events(toy_sig, d / "sig.h5")
+    return d
+
+
+def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run the console entry point in-process; return (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["hepad", *map(str, args)])
+    code = 0
+    try:
+        run()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_iforest_writes_a_model(monkeypatch, capsys, files, tmp_path, toy_bkg_val):
+    out_dir = tmp_path / "model"
+    code, out, err = cli(monkeypatch, capsys, "train", "--detector", "iforest", "--data", files / "bkg.h5",
+                         "--val", files / "val.h5", "-o", out_dir, "--rate-hz", "2e6", "--seed", "4",
+                         "-p", "n_estimators=40")
+    assert code == 0, err
+    assert "iforest" in out and str(out_dir) in out
+    det = hepad.load(out_dir)
+    assert det.n_estimators == 40 and det.random_state == 4
+    assert det.threshold_rule_ == {"rate_hz": 2e6, "collision_rate_hz": 4e7}
+    # the cut accepts 2 MHz / 40 MHz = 5% of the background it was set on
+    assert det.predict(toy_bkg_val).mean() == pytest.approx(0.05, abs=0.002)
+    meta = json.loads((out_dir / "metadata.json").read_text())
+    assert meta["training_data"]["train"]["n_events"] == 2000 and meta["threshold_set_on"] == "val"
+    assert not list(tmp_path.glob(".*ckpt")), "the default checkpoint folder is removed after success"
+
+
+def test_train_from_config(monkeypatch, capsys, files, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"model: {{detector: knn, params: {{n_neighbors: 3}}}}\n"
+                   f"evaluation: {{threshold: {{sigma: 2}}}}\n"
+                   f"data: {{train: {files / 'bkg.h5'}, val: {files / 'val.h5'}}}\n")
+    code, out, err = cli(monkeypatch, capsys, "train", "--config", cfg, "-o", tmp_path / "m")
+    assert code == 0, err
+    det = hepad.load(tmp_path / "m")
+    assert det.name == "knn" and det.n_neighbors == 3 and det.threshold_rule_ == {"sigma": 2.0}
+    saved = json.loads((tmp_path / "m" / "metadata.json").read_text())["config"]
+    assert saved["model"]["params"] == {"n_neighbors": 3}
+
+
+def test_supervised_with_signal(monkeypatch, capsys, files, tmp_path):
+    code, out, err = cli(monkeypatch, capsys, "train", "-d", "gbdt", "--data", files / "bkg.h5", "--signal",
+                         files / "sig.h5", "-o", tmp_path / "m", "-p", "max_iter=10", "-p", "n_jobs=1")
+    assert code == 0, err
+    assert hepad.load(tmp_path / "m").supervised
+
+
+@pytest.mark.parametrize(
+    "extra, config, message",
+    [
+        (["--detector", "iforst"], None, "Unknown detector 'iforst'. Did you mean 'iforest'?"),
+        (["--detector", "iforest", "-p", "n_trees=3"], None, "unknown parameter 'n_trees'"),
+        (["--detector", "iforest", "-p", "n_estimators=many"], None, "n_estimators='many' is invalid; expected an integer >= 1"),
+        ([], "training:\n  epochs: ten\n", "training.epochs: expected an integer, got 'ten'"),
+        ([], "model: {detector: iforest}\nthreshold: {percentile: 95}\n", "threshold: unknown key"),
+        (["--detector", "gbdt"], None, "gbdt is a supervised reference: pass signal="),
+    ],
+)
+def test_errors_are_one_line_and_leave_no_output(monkeypatch, capsys, files, tmp_path, extra, config, message):
+    args = ["train", "--data", files / "bkg.h5", "-o", tmp_path / "model", *extra]
+    if config is not None:
+        (tmp_path / "c.yaml").write_text(config)
+        args += ["--config", tmp_path / "c.yaml"]
+    code, out, err = cli(monkeypatch, capsys, *args)
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hepad: error: ") and message in lines[0], err
+    assert not (tmp_path / "model").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["c.yaml"] if config else [])
+
+
+def test_missing_data_file(monkeypatch, capsys, tmp_path):
+    code, _, err = cli(monkeypatch, capsys, "train", "-d", "iforest", "--data", tmp_path / "nope.h5", "-o", tmp_path / "m")
+    assert code == 1 and "nope.h5: no such file" in err and not (tmp_path / "m").exists()
+
+
+def test_detectors_lists_every_name(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = cli(monkeypatch, capsys, "detectors")
+    assert code == 0
+    listed = {line.split("│")[1].strip() for line in out.splitlines() if line.count("│") >= 3}
+    assert listed == set(available_detectors())
+    code, out, _ = cli(monkeypatch, capsys, "detectors", "--json")
+    assert json.loads(out) == available_detectors()
+
+
+def test_api_train_with_arrays_and_threshold_rules(toy_bkg, toy_bkg_val):
+    det = hepad.train("mahalanobis", toy_bkg.features, toy_bkg_val.features, sigma=3)
+    s = det.score_samples(toy_bkg_val)
+    assert det.threshold_ == pytest.approx(float(s.astype(np.float64).mean() + 3 * s.astype(np.float64).std()), rel=1e-5)
+    with pytest.raises(ConfigError, match="at most one threshold rule"):
+        hepad.train("mahalanobis", toy_bkg, percentile=90, sigma=3)
+    with pytest.raises(ConfigError, match="No training data"):
+        hepad.train("mahalanobis")
+    with pytest.raises(ConfigError, match="only used by supervised references"):
+        hepad.train("mahalanobis", toy_bkg, signal=toy_bkg_val)
+
+
+def test_api_train_supervised_labels_from_signal(toy_bkg, toy_bkg_val, toy_sig):
+    det = hepad.train("mlp-classifier", toy_bkg, signal=toy_sig, max_iter=20, hidden_layer_sizes=[16], percentile=99)
+    assert det.threshold_rule_ == {"percentile": 99}
+    # the cut was set on background only: about 1% of the training background passes
+    assert det.predict(toy_bkg).mean() == pytest.approx(0.01, abs=0.002)
+    assert det.score_samples(toy_sig).mean() > det.score_samples(toy_bkg_val).mean()
