@@ -100,18 +100,22 @@ def speedup(n, chunk):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke run with tiny samples")
-    ap.add_argument("--skip-speedup", action="store_true")
+    ap.add_argument("--only", choices=("rates", "overhead", "speedup"), action="append",
+                    help="run only these sections (repeatable; default: all)")
     args = ap.parse_args()
+    sections = set(args.only or ("rates", "overhead", "speedup"))
     print(f"hepad generate benchmark ({'quick' if args.quick else 'full'}), {os.cpu_count()} cores, {load()}")
-    if args.quick:
-        rates(["w", "z"], 30)
-    else:
-        rates(["w", "z", "ttbar", "qcd", "ato4l", "lq-btau", "h0-tautau", "hplus-taunu", "zprime-ll",
-               "wprime-lnu"], 200)
-    print(f"\n== processing overhead relative to Pythia's next() loop ({load()})")
-    for proc in (["w"] if args.quick else ["w", "ttbar", "qcd"]):
-        overhead(proc, 60 if args.quick else 400)
-    if not args.skip_speedup:
+    if "rates" in sections:
+        if args.quick:
+            rates(["w", "z"], 30)
+        else:
+            rates(["w", "z", "ttbar", "qcd", "ato4l", "lq-btau", "h0-tautau", "hplus-taunu", "zprime-ll",
+                   "wprime-lnu"], 200)
+    if "overhead" in sections:
+        print(f"\n== processing overhead relative to Pythia's next() loop ({load()})")
+        for proc in (["w"] if args.quick else ["w", "ttbar", "qcd"]):
+            overhead(proc, 60 if args.quick else 400)
+    if "speedup" in sections:
         print(f"\n== parallel speed-up ({load()})")
         if args.quick:
             speedup(40, 10)

@@ -82,7 +82,7 @@ def main() -> None:
             with dask_client(n_workers=k) as client:
                 # Warm-up: every worker imports hepad and rebuilds the model once, as in a long job.
                 payload = sc.pack_model(tmp / "model")
-                client.run(sc._rebuild, payload, args.engine, 1)
+                client.run(sc._warm, payload, args.engine, 1)
                 rates[k], got = run(f"{k} worker{'s' if k > 1 else ''}", client=client)
             if not np.array_equal(got, ref):
                 raise SystemExit(f"{k} workers: scores differ from the in-process reference")

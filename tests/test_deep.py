@@ -220,3 +220,16 @@ def test_encode_shapes(fitted, toy_sig):
     assert fitted["vae"].encode(toy_sig).shape == (len(toy_sig), 8)
     assert fitted["deep-svdd"].encode(toy_sig).shape == (len(toy_sig), 16)
     assert fitted["ae"].feature_errors(toy_sig).shape == (len(toy_sig), 57)
+
+
+def test_fit_resumes_from_a_checkpoint_with_more_epochs(toy_bkg, tmp_path):
+    X = toy_bkg[:600]
+    params = {**FAST, "dropout": 0.1}
+    make_detector("ae", **{**params, "epochs": 2}).fit(X, checkpoint_dir=tmp_path)
+    resumed = make_detector("ae", **{**params, "epochs": 4}).fit(X, checkpoint_dir=tmp_path, resume=True)
+    straight = make_detector("ae", **{**params, "epochs": 4}).fit(X)
+    assert resumed.history_["epoch"] == [1, 2, 3, 4]
+    for (k, a), b in zip(straight.net_.state_dict().items(), resumed.net_.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-6, msg=k)
+    with pytest.raises(Exception, match="different model"):
+        make_detector("ae", **{**params, "latent_dim": 4}).fit(X, checkpoint_dir=tmp_path, resume=True)

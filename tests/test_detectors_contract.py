@@ -185,3 +185,24 @@ def test_clone_is_unfitted_with_equal_params(fitted):
     assert not hasattr(twin, "threshold_") and not hasattr(twin, "n_features_in_")
     with pytest.raises(NotFittedError):
         twin.score_samples(np.zeros((2, 57), dtype=np.float32))
+
+
+def test_tree_models_match_scikit_learn(toy_bkg, toy_bkg_val, toy_sig):
+    """iforest and gbdt keep their trees as node arrays: scores must equal scikit-learn's."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, IsolationForest
+
+    det = make_detector("iforest", n_estimators=20, max_features=0.5, max_samples=300).fit(toy_bkg)
+    pre = det.preprocessor_
+    ref = IsolationForest(n_estimators=20, max_features=0.5, max_samples=300, random_state=0)
+    ref.fit(pre.transform(toy_bkg.features))
+    np.testing.assert_allclose(
+        det.score_samples(toy_bkg_val), -ref.score_samples(pre.transform(toy_bkg_val.features)), rtol=0, atol=1e-6
+    )
+    X = np.concatenate([toy_bkg.features, toy_sig.features])
+    y = np.r_[np.zeros(len(toy_bkg)), np.ones(len(toy_sig))]
+    det = make_detector("gbdt", max_iter=10, early_stopping=False, n_jobs=1).fit(X, y=y)
+    pre = det.preprocessor_
+    ref = HistGradientBoostingClassifier(max_iter=10, early_stopping=False, random_state=0).fit(pre.transform(X), y)
+    np.testing.assert_allclose(
+        det.score_samples(toy_bkg_val), ref.predict_proba(pre.transform(toy_bkg_val.features))[:, 1], rtol=0, atol=1e-6
+    )

@@ -222,3 +222,21 @@ def test_cli_compare_trains_names_and_loads_dirs(cli_files, tmp_path):
     # Same detector, same training data: identical AUCs, full agreement.
     assert doc["rows"][0]["auc"] == pytest.approx(doc["rows"][1]["auc"])
     assert doc["agreement"]["decision_agreement"][0][1] == pytest.approx(1.0)
+
+
+def test_evaluate_files_histogram_path_matches_in_process(cli_files, tmp_path):
+    import hepad
+    from hepad.evaluation import evaluate_files
+
+    d = cli_files
+    hist = evaluate_files(d / "model", [d / "sm_test.h5"], {"ato4l": d / "ato4l.h5"}, n_workers=0, fprs=(1e-2,))
+    exact = evaluate(hepad.load(d / "model"), d / "sm_test.h5", {"ato4l": d / "ato4l.h5"}, fprs=(1e-2,),
+                     diagnostics=False)
+    h, e = hist.table()[0], exact.table()[0]
+    assert h["detector"] == "mahalanobis" and h["n_background"] == e["n_background"] == 1500
+    bound = hist.metrics["ato4l"]["auc_binning_error_bound"]
+    assert abs(h["auc"] - e["auc"]) <= bound + 1e-12
+    assert h["tpr@1e-2"] == pytest.approx(e["tpr@1e-2"])  # working points are exact
+    assert h["auc_err"] == pytest.approx(e["auc_err"], rel=1e-2)
+    written = hist.save(tmp_path / "h", report=True)  # no scores: table and report, no plots
+    assert "report.html" in written and not (tmp_path / "h" / "plots").exists()

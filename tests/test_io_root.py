@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import uproot
 
-import hepad
 from hepad import _layout as L
 from hepad.errors import FormatError, InputError, MissingKeyError
 from hepad.features import pair_mass
@@ -133,7 +132,6 @@ def test_iterate_and_entry_range_agree_with_read(nano, tmp_path):
     np.testing.assert_array_equal(np.concatenate([c.data for c in chunks]), whole.data)
     part = read_events(NANO, entry_range=(50, 75))
     np.testing.assert_array_equal(part.data, whole.data[50:75])
-    assert count_events(NANO) == 200
     # Damaged basket bytes in the middle of a real file: a FormatError naming the file.
     raw = bytearray(NANO.read_bytes())
     raw[len(raw) // 2 : len(raw) // 2 + 4096] = bytes(4096)
@@ -150,8 +148,6 @@ def test_root_key_errors():
         read_events(NANO, key="Event")
     with pytest.raises(MissingKeyError, match=r"no branch 'Muon_ptt'.*Did you mean 'Muon_pt'"):
         read_events(NANO, columns=["Muon_ptt"])
-    with pytest.raises(FormatError, match="not a numeric scalar"):
-        read_events(NANO, columns=["Muon_pt"])
 
 
 def _write_nano(path, muon_pt, muon_eta, n_events):
@@ -186,6 +182,9 @@ def test_cuts_ordering_truncation_on_a_synthetic_tree(tmp_path):
     np.testing.assert_array_equal(ev.multiplicities["muons"], [4, 1, 0])
     assert (ev.data[2, 1:, :] == 0).all()
     assert list_keys(tmp_path / "n.root") == {"Events": (3,), "Other": (3,)}
+    assert count_events(tmp_path / "n.root") == 3
+    with pytest.raises(FormatError, match="not a numeric scalar"):
+        read_events(tmp_path / "n.root", columns=["Muon_pt"])
     flat = read_events(tmp_path / "n.root", key="Other")
     np.testing.assert_array_equal(flat.data[:, 0], [0, 1, 2])
 

@@ -126,3 +126,19 @@ def test_cli_score(job, tmp_path):
     assert np.array_equal(sc.read_scores(out)["score"], ref)
     res = CliRunner().invoke(app, ["score", str(model), str(files[0]), "-o", str(out), "--engine", "onx"])
     assert res.exit_code != 0 and "onnx" in str(res.exception)
+
+
+def test_root_entry_ranges_on_real_files(job, real_data, tmp_path):
+    """ROOT partitions are entry ranges: two ATLAS open-data trees, mapped to the ADC layout."""
+    _, model, _, _, _ = job
+    files = [real_data / "data_A.4lep.root", real_data / "data_B.4lep.root"]
+    for f in files:
+        if not f.is_file():
+            pytest.skip(f"{f} is missing from the real-data folder")
+    det = hepad.load(model)
+    ref = np.concatenate([det.score_samples(hepad.read_events(f)) for f in files])
+    rep = sc.score_files(model, files, tmp_path / "root.h5", n_workers=0, partition_size=80)
+    assert rep.n_partitions == 1 + 2 and rep.n_events == 39 + 156
+    got = sc.read_scores(tmp_path / "root.h5")
+    assert np.array_equal(got["score"], ref)
+    assert np.array_equal(got["source_row"][39:], np.arange(156))

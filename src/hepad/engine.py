@@ -159,8 +159,16 @@ def _ort_session(model_bytes: bytes, threads: int) -> Any:
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    # Idle worker threads sleep instead of spinning: on a shared node (Dask workers, other
+    # users) spinning burns the cores the other threads need; measured 1.5-5x faster there
+    # (benchmarks/inference.py, ONNX Runtime scan), and equal when the machine is quiet.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+
+
+#: Events per ONNX Runtime call. Activations of a few thousand events stay in the per-core
+#: L2 cache; 65536-event calls spill them to memory and run 1.5-3x slower (benchmarks/inference.py).
+ORT_CHUNK = 4096
 
 
 def _onnx_fn(session: Any) -> Callable[[np.ndarray], np.ndarray]:
@@ -169,7 +177,13 @@ def _onnx_fn(session: Any) -> Callable[[np.ndarray], np.ndarray]:
     run = session.run
 
     def fn(x: np.ndarray) -> np.ndarray:
-        return run([out_name], {in_name: x})[0]
+        n = x.shape[0]
+        if n <= ORT_CHUNK:
+            return run([out_name], {in_name: x})[0]
+        out = np.empty(n, dtype=np.float32)
+        for start in range(0, n, ORT_CHUNK):
+            out[start : start + ORT_CHUNK] = run([out_name], {in_name: x[start : start + ORT_CHUNK]})[0]
+        return out
 
     return fn
 

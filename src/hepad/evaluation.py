@@ -466,10 +466,11 @@ class EvaluationResult:
 
     # ------------------------------------------------------------------ files
     def save(self, out_dir: str | os.PathLike[str], *, plots: bool = True, report: bool = False,
-             experiment: str = "CMS", data: bool = False) -> dict[str, Path]:
+             experiment: str = "CMS", data: bool = False, dpi: int = 110) -> dict[str, Path]:
         """Write ``metrics.json``, ``metrics.csv``, ``plots/*.png`` (and ``report.html``).
 
-        Returns the written paths by name.
+        ``experiment`` picks the mplhep style (CMS, ATLAS), ``data`` labels the plots "Open Data"
+        instead of "Simulation", ``dpi`` sets the PNG resolution. Returns the written paths by name.
         """
         summary = {
             "kind": "evaluation",
@@ -482,7 +483,7 @@ class EvaluationResult:
             "info": self.info,
         }
         figs = self.figures(experiment, data=data) if plots else []
-        return _write_outputs(out_dir, summary, figs, report=report)
+        return _write_outputs(out_dir, summary, figs, report=report, dpi=dpi)
 
 
 def _fig(nrows: int = 1, ncols: int = 1, width: float = 8.5, height: float = 7.0, squeeze: bool = True):
@@ -493,7 +494,7 @@ def _fig(nrows: int = 1, ncols: int = 1, width: float = 8.5, height: float = 7.0
 
 
 def _write_outputs(out_dir: str | os.PathLike[str], summary: dict[str, Any],
-                   figs: list[tuple[str, str, str, Any]], *, report: bool) -> dict[str, Path]:
+                   figs: list[tuple[str, str, str, Any]], *, report: bool, dpi: int = 110) -> dict[str, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
@@ -501,7 +502,7 @@ def _write_outputs(out_dir: str | os.PathLike[str], summary: dict[str, Any],
     for fname, title, caption, fig in figs:
         path = out / "plots" / fname
         with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
+            fig.savefig(tmp, format="png", dpi=dpi)
             _readable(tmp)
         plot_entries.append({"file": f"plots/{fname}", "title": title, "caption": caption})
         written[fname] = path
@@ -739,8 +740,7 @@ class ComparisonResult:
                     c = r.curves(sig)
                     curves[d] = (c["fpr"], c["tpr"])
                     aucs[d] = r.metrics[sig]["auc"]
-                P.plot_roc(curves, ax, aucs=aucs, working_points=first.fprs)
-                ax.set_title(sig, fontsize="medium", loc="right")
+                P.plot_roc(curves, ax, aucs=aucs, working_points=first.fprs, title=sig)
             for ax in axes.ravel()[len(signals):]:
                 ax.set_visible(False)
             P.experiment_label(axes.ravel()[0], experiment, data=data)
@@ -752,13 +752,13 @@ class ComparisonResult:
                 fig, axes = _fig(1, 2, width=15, height=6.2)
                 mean_auc = {d: (r.time_per_event_s, float(np.mean([m["auc"] for m in r.metrics.values()])))
                             for d, r in timed.items()}
-                P.plot_metric_vs_time(mean_auc, axes[0], ylabel="ROC AUC (mean over signals)")
+                P.plot_metric_vs_time(mean_auc, axes[0], ylabel="Mean ROC AUC")
                 mean_tpr = {}
                 for d, r in timed.items():
                     tprs = [wp["tpr"] for m in r.metrics.values() for wp in m["working_points"]
                             if wp["target_fpr"] == wp_key]
                     mean_tpr[d] = (r.time_per_event_s, float(np.mean(tprs)) if tprs else float("nan"))
-                P.plot_metric_vs_time(mean_tpr, axes[1], ylabel=f"TPR at FPR {wp_key:.0e} (mean over signals)")
+                P.plot_metric_vs_time(mean_tpr, axes[1], ylabel=f"Mean TPR @ FPR {wp_key:.0e}".replace("e-0", "e-"))
                 figs.append(("compare_time.png", "Performance against inference time",
                              "Mean over signals; time per event measured on the background sample, batched, on this CPU.", fig))
             if len(dets) > 1:
@@ -790,7 +790,7 @@ class ComparisonResult:
         return figs
 
     def save(self, out_dir: str | os.PathLike[str], *, plots: bool = True, report: bool = False,
-             experiment: str = "CMS", data: bool = False) -> dict[str, Path]:
+             experiment: str = "CMS", data: bool = False, dpi: int = 110) -> dict[str, Path]:
         """Write ``metrics.json``, ``metrics.csv``, ``plots/*.png`` (and ``report.html``)."""
         first = next(iter(self.results.values()))
         summary = {
@@ -807,7 +807,7 @@ class ComparisonResult:
             "info": self.info,
         }
         figs = self.figures(experiment, data=data) if plots else []
-        return _write_outputs(out_dir, summary, figs, report=report)
+        return _write_outputs(out_dir, summary, figs, report=report, dpi=dpi)
 
 
 def _safe(name: str) -> str:
@@ -948,17 +948,18 @@ def evaluate_files(
 
 
 def iter_rows_text(rows: Iterable[Mapping[str, Any]], fprs: Sequence[float]) -> list[list[str]]:
-    """Rows formatted for a terminal or HTML table: detector, signal, AUC +- err, TPRs, max SIC."""
+    """Rows formatted for a terminal table: detector, signal, AUC±err, TPRs (* = unresolved), max SIC, µs/event."""
     out = []
     for r in rows:
-        cells = [str(r["detector"]), str(r["signal"]), f"{r['auc']:.4f} ± {r['auc_err']:.4f}", f"{r['pr_auc']:.3f}"]
+        cells = [str(r["detector"]), str(r["signal"]), f"{r['auc']:.3f}±{r['auc_err']:.3f}"]
         for f in fprs:
             k = fpr_key(f)
             if k in r:
                 mark = "" if r[f"{k}_resolved"] else "*"
-                cells.append(f"{r[k]:.3g}{mark}")
-        cells.append("nan" if r["max_sic"] != r["max_sic"] else f"{r['max_sic']:.2f}")
-        cells.append(f"{r['trigger_rate_hz'] / 1e3:.4g}" if "trigger_rate_hz" in r else "-")
+                cells.append(f"{r[k]:.3f}{mark}")
+            else:
+                cells.append("-")
+        cells.append("-" if r["max_sic"] != r["max_sic"] else f"{r['max_sic']:.2f}")
         cells.append(f"{r['time_per_event_us']:.3g}" if r.get("time_per_event_us") else "-")
         out.append(cells)
     return out
@@ -966,5 +967,4 @@ def iter_rows_text(rows: Iterable[Mapping[str, Any]], fprs: Sequence[float]) -> 
 
 def table_header(fprs: Sequence[float]) -> list[str]:
     """Column titles matching :func:`iter_rows_text`."""
-    return (["Detector", "Signal", "ROC AUC", "PR AUC"] + [f"TPR@{f:.0e}" for f in fprs]
-            + ["max SIC", "Rate @thr [kHz]", "µs/event"])
+    return ["Detector", "Signal", "ROC AUC"] + [f"TPR@{f:.0e}".replace("e-0", "e-") for f in fprs] + ["maxSIC", "µs/evt"]

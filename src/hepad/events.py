@@ -249,6 +249,7 @@ def fill_objects(
             out[:, slots.start : slots.start + arr.shape[1], col] = arr
         filled = out[:, slots, 0] > 0
         out[:, slots, 3] = np.where(filled, code, 0)
-        # Empty slots are all-zero, whatever the source padded with.
-        out[:, slots, :3] *= filled[..., None]
+        # Empty slots are all-zero, whatever the source padded with (NaN padding included,
+        # which a multiplication by 0 would keep).
+        out[:, slots, :3] = np.where(filled[..., None], out[:, slots, :3], 0.0)
     return out

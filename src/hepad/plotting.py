@@ -173,10 +173,12 @@ def plot_roc(
     aucs: Mapping[str, float] | None = None,
     working_points: Sequence[float] = WORKING_POINTS,
     min_fpr: float | None = None,
+    title: str | None = None,
 ) -> Any:
     """ROC curves (TPR against FPR on a log axis) with the trigger working points marked.
 
-    ``curves`` maps a label to ``(fpr, tpr)``; ``aucs`` adds the AUC to the legend.
+    ``curves`` maps a label to ``(fpr, tpr)``; ``aucs`` adds the AUC to the legend, ``title``
+    heads the legend (e.g. the signal name).
     """
     fmin = min_fpr
     for (name, (fpr, tpr)), c in zip(curves.items(), _colors(len(curves))):
@@ -199,7 +201,7 @@ def plot_roc(
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("Background efficiency (FPR)")
     ax.set_ylabel("Signal efficiency (TPR)")
-    ax.legend(fontsize="small", loc="lower right")
+    ax.legend(fontsize="small", loc="lower right", title=title, title_fontsize="small")
     return ax
 
 
@@ -259,8 +261,9 @@ def plot_matrix(
     """A heatmap with every cell annotated (confusion matrices, agreement, slot contributions)."""
     m = np.asarray(matrix, dtype=float)
     im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, aspect="equal" if m.shape[0] == m.shape[1] else "auto")
-    ax.set_xticks(range(m.shape[1]), list(xlabels), rotation=45 if m.shape[1] > 4 else 0,
-                  ha="right" if m.shape[1] > 4 else "center")
+    rotate = m.shape[1] > 4 or sum(len(str(x)) for x in xlabels) > 24
+    ax.set_xticks(range(m.shape[1]), list(xlabels), rotation=45 if rotate else 0,
+                  ha="right" if rotate else "center", rotation_mode="anchor")
     ax.set_yticks(range(m.shape[0]), list(ylabels))
     ax.minorticks_off()
     ax.tick_params(top=False, right=False)
@@ -306,7 +309,7 @@ def plot_embedding(
     for k, name in enumerate(names):
         sel = labels == name
         is_bkg = name == background
-        ax.scatter(xy[sel, 0], xy[sel, 1], s=4 if is_bkg else 6, alpha=0.35 if is_bkg else 0.6,
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=10 if is_bkg else 14, alpha=0.4 if is_bkg else 0.7,
                    color=_BKG_COLOR if is_bkg else colors[k], label=name, rasterized=True, linewidths=0)
     ax.set_xlabel(f"{method} 1")
     ax.set_ylabel(f"{method} 2")
@@ -433,12 +436,16 @@ def plot_metric_vs_time(
     points: Mapping[str, tuple[float, float]], ax: Any, *, ylabel: str = "ROC AUC", yerr: Mapping[str, float] | None = None
 ) -> Any:
     """A metric against inference time per event (log x), one marker per detector."""
+    from matplotlib.ticker import NullFormatter
+
     for (name, (t, v)), c in zip(points.items(), _colors(len(points))):
         err = None if not yerr else yerr.get(name)
         ax.errorbar([t * 1e6], [v], yerr=None if err is None else [err], fmt="o", ms=7, color=c, label=name,
                     capsize=3)
         ax.annotate(name, (t * 1e6, v), textcoords="offset points", xytext=(6, 4), fontsize="x-small")
     ax.set_xscale("log")
-    ax.set_xlabel(r"Inference time per event [$\mu$s] (batched, CPU)")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor log labels collide on a narrow range
+    ax.margins(x=0.25, y=0.15)
+    ax.set_xlabel("Time per event [µs]")
     ax.set_ylabel(ylabel)
     return ax

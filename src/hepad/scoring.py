@@ -307,6 +307,12 @@ def _rebuild(payload: ModelPayload, engine: str, threads: int | None) -> tuple[A
     return detector, scorer
 
 
+def _warm(payload: ModelPayload, engine: str, threads: int | None) -> str:
+    """Rebuild the model in this process ahead of the first task (``client.run(_warm, ...)``)."""
+    _rebuild(payload, engine, threads)
+    return payload.sha256
+
+
 # ---------------------------------------------------------------------- one partition
 def _align(events: Any, names: Sequence[str] | None) -> np.ndarray:
     """The model's inputs from a chunk: flat files may hold more (or reordered) columns."""

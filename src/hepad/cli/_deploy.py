@@ -158,7 +158,7 @@ def export_hls_scan_cmd(
 
     table = Table(title=f"hls4ml precision scan (TPR at FPR {fpr:g})")
     for col in ("precision", "signal", "AUC", "AUC loss", "TPR", "TPR loss", "corr"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=True)
     for r in rows:
         table.add_row(r["precision"], r["signal"], f"{r['auc']:.4f}", f"{r['auc_loss']:+.4f}", f"{r['tpr']:.4f}",
                       f"{r['tpr_loss']:+.4f}", f"{r['corr']:.5f}")
@@ -180,7 +180,7 @@ def _status_line(st) -> str:
 def trigger_cmd(
     model: Path = typer.Argument(..., help="Model directory (or an exported .onnx file).", show_default=False),
     source: str = typer.Option(
-        ..., "--source", help="replay:FILE[@RATE_HZ] or zmq:tcp://HOST:PORT (bound; producers connect).", show_default=False
+        ..., "--source", help="replay:FILE, replay:FILE@RATE_HZ (paced) or zmq:tcp://HOST:PORT (bound; producers connect).", show_default=False
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Folder for accepted_*.h5 files and summary.json.", show_default=False),
     target_rate_hz: float = typer.Option(1000.0, "--target-rate-hz", help="Accept rate to hold, in Hz."),

@@ -52,13 +52,17 @@ def print_table(rows: list[dict[str, Any]], fprs: tuple[float, ...], title: str 
     """The metrics table on stdout (rich)."""
     from ..evaluation import iter_rows_text, table_header
 
-    table = Table(title=title or None, header_style="bold", show_lines=False)
+    from rich import box
+
+    table = Table(title=title or None, header_style="bold", show_lines=False, box=box.SIMPLE_HEAD, pad_edge=False)
     for i, h in enumerate(table_header(fprs)):
         table.add_column(h, justify="left" if i < 2 else "right", no_wrap=True)
     for cells in iter_rows_text(rows, fprs):
         table.add_row(*cells)
     console.print(table)
-    if any(not r.get(f"tpr@{k}_resolved", True) for r in rows for k in ("1e-3", "1e-4", "1e-5")):
+    from ..evaluation import fpr_key
+
+    if any(not r.get(f"{fpr_key(f)}_resolved", True) for r in rows for f in fprs):
         console.print("[dim]* working point not resolved: fewer than 10/FPR background events.[/]")
 
 

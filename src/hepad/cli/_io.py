@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from ..errors import InputError
@@ -91,6 +92,11 @@ def _summarize_with_progress(summarize, path: Path, **kwargs: Any) -> dict:
         return summarize(path, on_progress=on_progress, **kwargs)
 
 
+def _wide() -> Console:
+    """stdout console for the tables: the terminal's width, or 140 columns when piped."""
+    return console if console.is_terminal else Console(width=max(console.width, 140))
+
+
 def _print_summary(s: dict) -> None:
     head = f"[bold]{s['file']}[/bold]  format={s['format']}"
     if s.get("key"):
@@ -113,7 +119,7 @@ def _print_summary(s: dict) -> None:
         for name, m in s["multiplicities"].items():
             dist = [str(m["distribution"].get(str(i), "")) for i in range(width)]
             t.add_row(name, f"{m['mean']:.3f}", *dist)
-        console.print(t, width=max(console.width, 120))
+        _wide().print(t)
     exact = s["quantiles_from"] >= s["n_events"]
     title = "features" + ("" if exact else f" (quantiles from a sample of {s['quantiles_from']:,} events)")
     if s["layout"] == "adc2021":
@@ -125,7 +131,7 @@ def _print_summary(s: dict) -> None:
     for f in s["features"]:
         row = [f["name"], f"{f['filled']:.1%}"] + [_fmt(f.get(c)) for c in cols[2:]]
         t.add_row(*row)
-    console.print(t, width=max(console.width, 120))
+    _wide().print(t)
 
 
 @app.command("convert")

@@ -8,6 +8,7 @@ library (h5py, pyarrow, uproot, awkward) raises on a damaged file comes out as a
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -233,8 +234,9 @@ def iter_events(
     p = _check_exists(path)
     fmt = detect_format(p, format)
     rng = _check_range(p, entry_range)
-    if not isinstance(chunk_size, int) or chunk_size < 1:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
         raise InputError(f"{p}: chunk_size must be a positive integer, got {chunk_size!r}.")
+    chunk_size = int(chunk_size)
     mod = _reader(fmt)
     cols = _norm_columns(columns)
     chunks = _guarded(

@@ -128,7 +128,7 @@ def _provenance(f: h5py.File, path: Path, key: str) -> dict:
     raw = f.attrs.get(PROVENANCE_ATTR)
     if raw is not None:
         try:
-            loaded = json.loads(raw)
+            loaded = json.loads(raw.tobytes() if isinstance(raw, np.ndarray) else raw)
             prov = loaded if isinstance(loaded, dict) else {}
         except (TypeError, ValueError):
             prov = {}
@@ -138,13 +138,32 @@ def _provenance(f: h5py.File, path: Path, key: str) -> dict:
 
 def _side(f: h5py.File, name: str, sel: slice, n_total: int) -> np.ndarray | None:
     if name in f and isinstance(f[name], h5py.Dataset) and f[name].shape == (n_total,):
-        arr = f[name][sel]
+        ds = f[name]
+        arr = ds[sel]
         if name == "process":
-            return np.asarray([a.decode() if isinstance(a, bytes) else str(a) for a in arr])
+            cats = ds.attrs.get("categories")
+            if cats is not None and np.issubdtype(arr.dtype, np.integer):
+                names = np.asarray([_text(c) for c in np.ravel(cats)] + [""])
+                return names[np.clip(arr, -1, len(names) - 2)]
+            return np.asarray([_text(a) for a in arr])
         if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
             return None
         return arr
     return None
+
+
+def _text(v: object) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, (bytes, np.bytes_)) else str(v)
+
+
+def _fixed(strings: Sequence[str]) -> np.ndarray:
+    """Fixed-length byte strings: stored inline, never in the HDF5 global heap.
+
+    Variable-length strings live in the global heap, and libhdf5 can loop forever on a damaged
+    heap collection; hepad's own files avoid them so a corrupt file fails instead of hanging.
+    """
+    enc = [s.encode("utf-8") for s in strings]
+    return np.asarray(enc, dtype=f"S{max([1] + [len(e) for e in enc])}")
 
 
 def _check_dataset(ds: h5py.Dataset, path: Path, key: str) -> None:
@@ -171,7 +190,7 @@ def _check_dataset(ds: h5py.Dataset, path: Path, key: str) -> None:
 def _names(ds: h5py.Dataset, n_cols: int) -> tuple[str, ...]:
     stored = ds.attrs.get("feature_names")
     if stored is not None:
-        names = tuple(s.decode() if isinstance(s, bytes) else str(s) for s in np.ravel(stored))
+        names = tuple(_text(s) for s in np.ravel(stored))
         if len(names) == n_cols:
             return names
     if n_cols == L.N_FLAT:
@@ -313,9 +332,8 @@ class _Appender:
             chunks=(WRITE_CHUNK,) + tail, track_times=False, **opts,
         )
         if not events.is_objects:
-            ds.attrs["feature_names"] = np.asarray(events.feature_names, dtype=h5py.string_dtype())
-        for name, dtype in (("labels", np.int8), ("weights", np.float32),
-                            ("process", h5py.string_dtype())):
+            ds.attrs["feature_names"] = _fixed(events.feature_names)
+        for name, dtype in (("labels", np.int8), ("weights", np.float32), ("process", np.int32)):
             if getattr(events, name) is not None:
                 self.f.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype,
                                       chunks=(WRITE_CHUNK * 4,), track_times=False)
@@ -323,7 +341,8 @@ class _Appender:
         self.first = events
         prov = {k: v for k, v in events.provenance.items() if k not in ("source", "format", "key")}
         prov.setdefault("written_from", events.source)
-        self.f.attrs[PROVENANCE_ATTR] = json.dumps(prov, default=str)
+        self.f.attrs[PROVENANCE_ATTR] = np.bytes_(json.dumps(prov, default=str).encode("utf-8"))
+        self.categories: dict[str, int] = {}
 
     def append(self, events: EventSet) -> None:
         if self.first is None:
@@ -350,8 +369,18 @@ class _Appender:
             if arr is not None:
                 side = self.f[name]
                 side.resize(n_new, axis=0)
-                side[self.n:n_new] = arr.astype(object) if name == "process" else arr
+                side[self.n:n_new] = self._codes(arr) if name == "process" else arr
         self.n = n_new
+
+    def _codes(self, process: np.ndarray) -> np.ndarray:
+        uniq, inverse = np.unique(process.astype(str), return_inverse=True)
+        lookup = np.asarray([self.categories.setdefault(u, len(self.categories)) for u in uniq],
+                            dtype=np.int32)
+        return lookup[inverse]
+
+    def finish(self) -> None:
+        if self.first is not None and self.first.process is not None:
+            self.f["process"].attrs["categories"] = _fixed(list(self.categories))
 
 
 def write(
@@ -383,6 +412,7 @@ def write(
                 app.append(events)
             if app.first is None:
                 raise InputError(f"{path}: no events to write.")
+            app.finish()
     return path
 
 

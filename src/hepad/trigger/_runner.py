@@ -76,7 +76,7 @@ class TriggerSummary:
     threshold_final: float
     window_events: int
     elapsed_s: float
-    events_per_s: float
+    events_per_s: float  # processed / (last decision - first arrival): excludes waiting for a producer
     latency_ms: dict[str, float]
     score_stats: dict[str, float]
     alerts: dict[str, int]
@@ -221,6 +221,7 @@ def run_trigger(
     lat_all, lat_recent = LatencyHistogram(), LatencyHistogram()
     ids = _IdRanges()
     c = dict(processed=0, accepted=0, proc_warm=0, acc_warm=0, rate_alerts=0, drift_alerts=0, drained=0)
+    first_arrival: list[float] = []
     in_alert = [False]
     signal_name: list[str] = []
 
@@ -251,6 +252,8 @@ def run_trigger(
                                 win_stats.mean, win_stats.n, ref_stats.mean, ref_stats.std)
                 win_stats.__init__()
         now = time.monotonic()
+        if not first_arrival:
+            first_arrival.append(batches[0].t_arrival)
         for b in batches:
             lat_all.add(now - b.t_arrival, len(b))
             lat_recent.add(now - b.t_arrival, len(b))
@@ -348,7 +351,9 @@ def run_trigger(
             source.close()
             for sig, handler in old_handlers.items():
                 signal.signal(sig, handler)
-    elapsed = time.monotonic() - t_start
+    t_end = time.monotonic()
+    elapsed = t_end - t_start
+    active = t_end - first_arrival[0] if first_arrival else 0.0
     if status_callback is not None:
         emit_status(time.monotonic())
     summary = TriggerSummary(
@@ -360,7 +365,7 @@ def run_trigger(
         accept_fraction_after_warmup=c["acc_warm"] / c["proc_warm"] if c["proc_warm"] else float("nan"),
         processed_after_warmup=c["proc_warm"], accepted_after_warmup=c["acc_warm"],
         threshold_initial=initial, threshold_final=tracker.threshold, window_events=tracker.window,
-        elapsed_s=elapsed, events_per_s=c["processed"] / elapsed if elapsed > 0 else float("nan"),
+        elapsed_s=elapsed, events_per_s=c["processed"] / active if active > 0 else float("nan"),
         latency_ms={"p50": 1e3 * lat_all.quantile(0.5), "p99": 1e3 * lat_all.quantile(0.99), "max": 1e3 * lat_all.max},
         score_stats=stats.to_dict(),
         alerts={"accept_rate": c["rate_alerts"], "score_drift": c["drift_alerts"]},
