@@ -16,7 +16,7 @@ from typing import Any
 from ._version import __version__
 from .errors import HepadError
 from .events import EventSet
-from .io import iter_events, read_events, write_events
+from .io import count_events, iter_events, read_events, write_events
 
 __all__ = [
     "__version__",
@@ -25,6 +25,7 @@ __all__ = [
     "read_events",
     "iter_events",
     "write_events",
+    "count_events",
     "available_detectors",
     "make_detector",
     "train",
