@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ndefault detector {DEFAULT_DETECTOR!r}: ", end="")
         if "ato4l" in default["auc"]:
             print(f"AUC(A->4l) = {default['auc']['ato4l']:.3f} (target >= 0.9)", end="; ")
-        print(f"{default.get('epochs', '-')} epochs (early stopping), fit {default['fit_s']:.1f} s")
+        print(f"{default.get('epochs', '-')} epochs trained (early stopping on), fit {default['fit_s']:.1f} s")
     batch = make_detector(DEFAULT_DETECTOR).get_params().get("batch_size")
     print(f"training throughput of the default detector (3 epochs, no validation, batch {batch}): "
           + ", ".join(f"{evt:,.0f} events/s on {nt} thread{'s' if nt > 1 else ''}" for nt, evt in throughput.items()))

@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+# Dask's spawned workers inherit sys.path; with this folder first, sibling benchmark scripts
+# (io.py, scale.py, ...) would shadow modules of the same name in the workers.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import numpy as np
 

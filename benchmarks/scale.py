@@ -25,7 +25,6 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 

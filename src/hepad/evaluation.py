@@ -508,8 +508,10 @@ def _write_outputs(out_dir: str | os.PathLike[str], summary: dict[str, Any],
         written[fname] = path
     summary = {**summary, "plots": plot_entries,
                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    summary = _finite(summary)
     with atomic_path(out / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=1, default=_json_default, allow_nan=True))
+        # Strict JSON: undefined numbers (a max SIC without enough background) are null, not NaN.
+        tmp.write_text(json.dumps(summary, indent=1, default=_json_default, allow_nan=False))
         _readable(tmp)
     written["metrics.json"] = out / "metrics.json"
     rows = summary["rows"]
@@ -527,6 +529,20 @@ def _write_outputs(out_dir: str | os.PathLike[str], summary: dict[str, Any],
 
         written["report.html"] = write_report(out)
     return written
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _finite(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def _readable(path: Path) -> None:

@@ -44,6 +44,8 @@ def _e(x: Any) -> str:
 
 
 def _fmt(x: Any, digits: int = 4) -> str:
+    if x is None:
+        return "–"
     if isinstance(x, bool):
         return "yes" if x else "no"
     if isinstance(x, float):
@@ -78,7 +80,8 @@ def _table(summary: dict[str, Any]) -> str:
             )
         cells.append(f"<td>{_fmt(r.get('max_sic', float('nan')), 3)}</td>")
         cells.append(f"<td>{_fmt(r['tpr_at_threshold'], 3)}</td>" if "tpr_at_threshold" in r else "<td>–</td>")
-        cells.append(f"<td>{_fmt(r['trigger_rate_hz'] / 1e3, 4)}</td>" if "trigger_rate_hz" in r else "<td>–</td>")
+        rate = r.get("trigger_rate_hz")
+        cells.append(f"<td>{_fmt(rate / 1e3, 4)}</td>" if isinstance(rate, (int, float)) else "<td>–</td>")
         cells.append(f"<td>{_fmt(r['time_per_event_us'], 3)}</td>" if r.get("time_per_event_us") else "<td>–</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</tbody></table>")

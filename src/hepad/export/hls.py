@@ -42,7 +42,7 @@ import os
 import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +125,6 @@ class _Plan:
     preprocessor: Any  # hepad.preprocessing.Preprocessor
     mask_padding: bool
     center: np.ndarray | None = None
-    first_linear: str = ""
-    layer_names: list[str] = field(default_factory=list)
 
 
 def _flat_layers(seq: Any) -> list[Any]:
@@ -216,7 +214,7 @@ def fpga_network(detector: Any, *, fold_preprocessing: bool = True) -> _Plan:
     layers = _flat_layers(net.encoder)
     if kind == "recon":
         layers += _flat_layers(net.decoder)
-    layers = [layer for layer in _fold_batchnorm(layers)]
+    layers = _fold_batchnorm(layers)
     if fold_preprocessing:
         if getattr(pre_t, "use_log", False) or getattr(pre, "log_pt", False):
             raise ConfigError(
