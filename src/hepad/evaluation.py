@@ -592,6 +592,7 @@ def evaluate(
     random_state: int = 0,
     progress: ProgressFn | None = None,
     info: Mapping[str, Any] | None = None,
+    log_warnings: bool = True,
 ) -> EvaluationResult:
     """Score background and signal samples with a fitted detector and compute every metric.
 
@@ -620,6 +621,8 @@ def evaluate(
         ``progress(step, done, total)`` after each step, for progress bars.
     info : mapping, optional
         Extra configuration stored with the result (shown in the report).
+    log_warnings : bool
+        Log each unresolved working point once (they are always in ``result.warnings()``).
 
     Returns
     -------
@@ -670,8 +673,9 @@ def evaluate(
                                       random_state)
         result.contributions = _contributions(detector, bkg, sigs, N_CONTRIB, random_state)
         step(f"{label}: diagnostics")
-    for msg in result.warnings():
-        log.warning("%s: %s", label, msg)
+    if log_warnings:
+        for msg in result.warnings():
+            log.warning("%s: %s", label, msg)
     return result
 
 
@@ -877,8 +881,11 @@ def compare(
     for i, (label, det) in enumerate(detectors.items()):
         results[label] = evaluate(
             det, bkg, sigs, name=label, fprs=fprs, diagnostics=diagnostics and i == 0, embed=embed,
-            n_embed=n_embed, random_state=random_state, progress=progress, info=info,
+            n_embed=n_embed, random_state=random_state, progress=progress, info=info, log_warnings=False,
         )
+    # The background decides what is resolved, so the warnings are the same for every detector.
+    for msg in dict.fromkeys(w for r in results.values() for w in r.warnings()):
+        log.warning("%s", msg)
     used_fpr = max(agreement_fpr, M.MIN_BACKGROUND_PER_FPR / len(bkg))
     if used_fpr > agreement_fpr:
         log.info("agreement FPR raised from %.0e to %.2g: only %d background events", agreement_fpr, used_fpr, len(bkg))

@@ -139,13 +139,13 @@ def plot_score_distributions(
 ) -> Any:
     """Normalised anomaly-score histograms (log y) for background and each signal, with the cut.
 
-    ``log_x`` (default: automatic, when all scores are positive and span > 3 decades) bins in
+    ``log_x`` (default: automatic, when all scores are positive and span > 2 decades) bins in
     log(score), where reconstruction errors are easier to read.
     """
     allv = np.concatenate([np.asarray(background, float)] + [np.asarray(v, float) for v in signals.values()])
     lo, hi = float(np.min(allv)), float(np.max(allv))
     if log_x is None:
-        log_x = lo > 0 and hi / lo > 1e3
+        log_x = lo > 0 and hi / lo > 100
     if log_x:
         edges = np.geomspace(lo, hi, bins + 1)
     else:

@@ -75,7 +75,9 @@ def as_features(X: Any, name: str = "X") -> np.ndarray:
 def _feature_names(X: Any, n_features: int) -> list[str]:
     if isinstance(X, EventSet):
         return list(X.feature_names)
-    if n_features == 57 and np.ndim(X) == 3:
+    if n_features == 57:
+        # A bare 57-column array is taken as the ADC2021 flat inputs (as the seeds' X_train is),
+        # so pT-aware preprocessing (log pT, padding mask) works on it too.
         from .._layout import FLAT57_NAMES
 
         return list(FLAT57_NAMES)

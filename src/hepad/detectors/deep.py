@@ -140,6 +140,10 @@ class _DeepDetector(BaseDetector):
             )
         tp = self._torch_pre()
         n_in = int(pre.n_features_out_)
+        if self._score_kind == "recon" and int(self.latent_dim) >= n_in:
+            log.warning("%s: latent_dim %d is not smaller than the %d inputs; the network can learn the "
+                        "identity and reconstruct anomalies too. Use a smaller latent_dim.",
+                        self.name, self.latent_dim, n_in)
         if X_val is None and self.validation_fraction > 0 and len(X) >= 20:
             # Hold out part of the background to monitor early stopping and LR reduction.
             order = np.random.default_rng(self.random_state).permutation(len(X))
