@@ -30,6 +30,11 @@ __all__ = [
     "make_detector",
     "train",
     "load",
+    "evaluate",
+    "compare",
+    "generate",
+    "build_dataset",
+    "score_files",
 ]
 
 # Heavier entry points are imported on first use, so `import hepad` stays fast.
@@ -38,6 +43,11 @@ _LAZY = {
     "make_detector": ("hepad.detectors.base", "make_detector"),
     "train": ("hepad.api", "train"),
     "load": ("hepad.artifact", "load"),
+    "evaluate": ("hepad.evaluation", "evaluate"),
+    "compare": ("hepad.evaluation", "compare"),
+    "generate": ("hepad.generate", "generate"),
+    "build_dataset": ("hepad.generate", "build_dataset"),
+    "score_files": ("hepad.scoring", "score_files"),
 }
 
 

@@ -90,10 +90,13 @@ def _stairs(ax: Any, values: Any, edges: np.ndarray, *, fill: bool = False, colo
 
 
 def _colors(n: int) -> list[Any]:
+    """``n`` colours of the active style's cycle, without its greys (grey is the background's)."""
     import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgb
 
     cycle = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
-    return [cycle[i % len(cycle)] for i in range(n)]
+    vivid = [c for c in cycle if np.ptp(to_rgb(c)) > 0.15] or list(cycle)
+    return [vivid[i % len(vivid)] for i in range(n)]
 
 
 # ---------------------------------------------------------------------- training
@@ -305,12 +308,12 @@ def plot_embedding(
     if background in names:
         names.remove(background)
         names.insert(0, background)
-    colors = _colors(len(names))
-    for k, name in enumerate(names):
+    colors = iter(_colors(len(names)))
+    for name in names:
         sel = labels == name
         is_bkg = name == background
         ax.scatter(xy[sel, 0], xy[sel, 1], s=10 if is_bkg else 14, alpha=0.4 if is_bkg else 0.7,
-                   color=_BKG_COLOR if is_bkg else colors[k], label=name, rasterized=True, linewidths=0)
+                   color=_BKG_COLOR if is_bkg else next(colors), label=name, rasterized=True, linewidths=0)
     ax.set_xlabel(f"{method} 1")
     ax.set_ylabel(f"{method} 2")
     ax.legend(fontsize="small", markerscale=3)
@@ -383,9 +386,8 @@ def plot_feature_grid(
         _stairs(ax, np.clip(bvals, edges[0], edges[-1]), edges, fill=True, label="SM")
         for (name, s), c in zip(signals.items(), colors):
             _stairs(ax, np.clip(finite(s[feat]), edges[0], edges[-1]), edges, color=c, label=name, lw=1.4)
-        if integer:
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        else:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=integer))
+        if not integer:
             ax.set_yscale("log")
         ax.set_xlabel(feat, fontsize="small")
         ax.tick_params(labelsize="x-small")
