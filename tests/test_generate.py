@@ -32,10 +32,10 @@ def _sample(process: str, n: int, seed: int = 3, **kw):
 @pytest.fixture(scope="module")
 def samples():
     return {
-        "z": _sample("z", 100),
-        "w": _sample("w", 80),
-        "ttbar": _sample("ttbar", 40),
-        "ato4l": _sample("ato4l", 40),
+        "z": _sample("z", 80),
+        "w": _sample("w", 60),
+        "ttbar": _sample("ttbar", 30),
+        "ato4l": _sample("ato4l", 30),
     }
 
 

@@ -65,7 +65,8 @@ def export_onnx_cmd(
     rel = float(np.max(np.abs(got - ref) / np.maximum(np.abs(ref), 1e-6)))
     console.print(
         f"wrote {path} ({path.stat().st_size / 1024:.1f} kB): input 'input' (batch, {det.n_features_in_}) raw float32 -> "
-        f"'score' (batch,); threshold {det.threshold_:.6g}; max relative difference to PyTorch {rel:.2e}"
+        f"'score' (batch,); threshold {det.threshold_:.6g}; max relative difference to PyTorch {rel:.2e}",
+        soft_wrap=True,
     )
 
 
@@ -236,14 +237,19 @@ def trigger_cmd(
         if live is not None:
             live.stop()
     s = summary
+    after = (
+        f"{s.accept_fraction_after_warmup:.4g} after warm-up" if s.processed_after_warmup
+        else f"n/a after warm-up (fewer events than the {s.window_events:,}-event window)"
+    )
     console.print(
         f"processed {s.processed:,} = accepted {s.accepted:,} + rejected {s.rejected:,} "
         f"(stopped by {s.stopped_by}; drained {s.drained:,} on shutdown)\n"
-        f"accept fraction {s.accept_fraction:.4g} overall, {s.accept_fraction_after_warmup:.4g} after warm-up "
+        f"accept fraction {s.accept_fraction:.4g} overall, {after} "
         f"(target {s.target_fraction:.4g}); final cut {s.threshold_final:.5g} (initial {s.threshold_initial:.5g})\n"
         f"{s.events_per_s:,.0f} events/s, latency p50 {s.latency_ms['p50']:.2f} ms p99 {s.latency_ms['p99']:.2f} ms; "
         f"alerts: {s.alerts}\n"
-        f"wrote {len(s.accepted_files)} file(s) and summary.json to {output}"
+        f"wrote {len(s.accepted_files)} file(s) and summary.json to {output}",
+        soft_wrap=True,  # one line per fact, for logs and scripts
     )
 
 
@@ -279,4 +285,4 @@ def stream_cmd(
             signal.signal(s, h)
     dt = time.monotonic() - t0
     console.print(f"sent {sent:,} events to {endpoint} in {dt:.2f} s ({sent / max(dt, 1e-9):,.0f} events/s)"
-                  + (" (stopped early)" if stop.is_set() else ""))
+                  + (" (stopped early)" if stop.is_set() else ""), soft_wrap=True)
