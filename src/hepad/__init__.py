@@ -35,6 +35,9 @@ __all__ = [
     "generate",
     "build_dataset",
     "score_files",
+    "make_scorer",
+    "export_onnx",
+    "export_hls",
 ]
 
 # Heavier entry points are imported on first use, so `import hepad` stays fast.
@@ -48,6 +51,9 @@ _LAZY = {
     "generate": ("hepad.generate", "generate"),
     "build_dataset": ("hepad.generate", "build_dataset"),
     "score_files": ("hepad.scoring", "score_files"),
+    "make_scorer": ("hepad.engine", "make_scorer"),
+    "export_onnx": ("hepad.export.onnx", "export_onnx"),
+    "export_hls": ("hepad.export.hls", "export_hls"),
 }
 
 
