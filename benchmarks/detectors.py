@@ -175,7 +175,7 @@ def fmt_table(rows: list[dict], signals: list[str], held_out: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data-dir", type=Path, default=Path("/work/data/small"))
+    ap.add_argument("--data-dir", type=Path, default=None, help="dataset folder (default: the small dataset cache, see hepad dataset build)")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny data (or toy events), 3 epochs")
     ap.add_argument("--detectors", default=None, help="comma-separated subset (default: all registered)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads of every detector (default 1, the deep detectors' default)")
@@ -189,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("hepad.metrics").setLevel(logging.ERROR)  # the '~' flag says it once
     torch.set_num_threads(args.threads)
 
-    data_dir = args.data_dir
+    from hepad.generate import default_dataset_dir
+
+    data_dir = args.data_dir or default_dataset_dir("tiny" if args.quick else "small")
     if args.quick and not (data_dir / "sm_train.h5").is_file():
         data_dir = data_dir.parent / "tiny"
     data, source = load(data_dir, args.quick)

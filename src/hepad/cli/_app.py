@@ -57,6 +57,12 @@ def main(
         format="%(levelname)s %(name)s: %(message)s",
         force=True,
     )
+    if not _STATE["verbose"]:
+        # Dask configures its own INFO-level handlers; a user asked for events, not cluster chatter.
+        # distributed sets its levels when first imported, from dask's config (env included).
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+        for name in ("distributed", "dask", "bokeh", "tornado"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def progress(**kwargs):
