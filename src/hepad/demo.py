@@ -106,10 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None, help="dataset folder (default $HEPAD_DATA_DIR or the cache)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs of the deep detectors")
     parser.add_argument("--no-tsne", action="store_true", help="skip the t-SNE view (saves a few seconds)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details (Dask, Pythia) as well")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("matplotlib").setLevel(logging.ERROR)
+    from ._logging import setup_logging
+
+    setup_logging(verbose=args.verbose)
     console = Console()
     err = Console(stderr=True)
     t0 = time.perf_counter()

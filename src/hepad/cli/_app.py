@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 import typer
@@ -52,17 +51,9 @@ def main(
 ) -> None:
     """hepad command line."""
     _STATE["verbose"] = verbose or bool(os.environ.get("HEPAD_VERBOSE"))
-    logging.basicConfig(
-        level=logging.INFO if _STATE["verbose"] else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
-    if not _STATE["verbose"]:
-        # Dask configures its own INFO-level handlers; a user asked for events, not cluster chatter.
-        # distributed sets its levels when first imported, from dask's config (env included).
-        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
-        for name in ("distributed", "dask", "bokeh", "tornado"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+    from .._logging import setup_logging
+
+    setup_logging(_STATE["verbose"])
 
 
 def progress(**kwargs):

@@ -23,6 +23,9 @@ from ..errors import DependencyError, GenerationError
 
 log = logging.getLogger(__name__)
 
+#: (card, message) pairs already logged by this process: chunks reuse a process, say it once.
+_SAID: set[tuple[str, str]] = set()
+
 #: Settings every hepad run uses; card lines come after them (and may override), seed lines last.
 #: Not ``Print:quiet``: it also hides initialisation errors, which we want to log and report.
 BASE_SETTINGS = (
@@ -189,7 +192,8 @@ class PythiaRun:
             batch = self.pythia.nextBatch(int(n))
         for line in out.problems:
             # Rare per-event errors repeat; say each once, count them all (provenance).
-            if line not in self.problems:
+            if line not in self.problems and (self.origin, line) not in _SAID:
+                _SAID.add((self.origin, line))
                 log.warning("%s: %s (further occurrences are counted in the provenance)", self.origin, line)
             self.problems[line] = self.problems.get(line, 0) + 1
         return batch
