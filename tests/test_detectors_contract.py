@@ -206,3 +206,15 @@ def test_tree_models_match_scikit_learn(toy_bkg, toy_bkg_val, toy_sig):
     np.testing.assert_allclose(
         det.score_samples(toy_bkg_val), ref.predict_proba(pre.transform(toy_bkg_val.features))[:, 1], rtol=0, atol=1e-6
     )
+
+
+@pytest.mark.parametrize("n, fpr", [(1000, 0.01), (100_000, 1e-3), (4000, 2.5e-4), (999, 0.05)])
+def test_threshold_keeps_exactly_the_requested_count(n, fpr):
+    """No off-by-one: the cut passes floor(n * fpr) of the (distinct) background scores."""
+    from hepad.detectors.base import threshold_from_scores
+
+    scores = np.random.default_rng(n).normal(size=n)
+    t = threshold_from_scores(scores, fpr=fpr)
+    assert (scores > t).sum() == int(np.floor(n * fpr + 1e-9))
+    t95 = threshold_from_scores(scores, percentile=95)
+    assert (scores > t95).sum() == int(np.floor(n * 0.05 + 1e-9))

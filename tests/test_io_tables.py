@@ -145,3 +145,11 @@ def test_real_cms_csvs():
     # The stored four-lepton mass M lies in the H->ZZ* search window of the skim.
     m = four.data[:, four.feature_names.index("M")]
     assert (m > 70).all() and (m < 1000).all()
+
+
+def test_both_label_spellings_never_become_features(tmp_path):
+    path = tmp_path / "two_labels.csv"
+    path.write_text("a,b,label,labels\n1,2,0,0\n3,4,1,1\n5,6,0,0\n")
+    ev = hepad.read_events(path)
+    assert ev.feature_names == ("a", "b")
+    assert ev.labels.tolist() == [0, 1, 0]

@@ -59,7 +59,11 @@ def _threshold_rule(percentile: float | None, sigma: float | None, rate_hz: floa
             )
         return rule
     rule = cfg.evaluation.threshold.rule() if cfg is not None else {}
-    if collision_rate_hz is not None and "rate_hz" in rule:
+    if collision_rate_hz is not None:
+        if "rate_hz" not in rule:
+            raise ConfigError(
+                "collision_rate_hz (--collision-rate-hz) only applies with a rate_hz (--rate-hz) threshold."
+            )
         rule["collision_rate_hz"] = collision_rate_hz
     return rule or {"percentile": 95.0}
 

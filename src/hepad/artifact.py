@@ -315,12 +315,13 @@ def load(path: str | os.PathLike[str]) -> Any:
         raise
     except HepadError as exc:
         raise ModelFileError(f"{root / DETECTOR}: cannot rebuild the detector: {exc}") from None
-    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as exc:
         raise ModelFileError(
             f"{root}: cannot rebuild the {doc['name']!r} detector from {DETECTOR} and {WEIGHTS} "
             f"({type(exc).__name__}: {exc})."
         ) from None
-    saved = (meta.get("versions") or {}).get("hepad") if isinstance(meta, dict) else None
+    versions = meta.get("versions") if isinstance(meta, dict) else None
+    saved = versions.get("hepad") if isinstance(versions, dict) else None
     if saved and saved != __version__:
         log.info("%s was saved by hepad %s; this is hepad %s", root, saved, __version__)
     det.metadata_ = meta if isinstance(meta, dict) else {}

@@ -368,6 +368,26 @@ def _sketch_sample(
     return np.concatenate(out)
 
 
+def _warn_if_weighted(paths: Sequence[Any]) -> None:
+    """The histogram method counts events; say so when the inputs carry event weights."""
+    import h5py
+
+    for p in paths:
+        if str(p).endswith((".h5", ".hdf5", ".hdf")):
+            try:
+                with h5py.File(p, "r") as f:
+                    w = f["weights"][:100_000] if "weights" in f else None
+            except OSError:
+                continue
+            if w is not None and not np.all(w == 1):
+                log.warning(
+                    "%s holds event weights; the distributed (histogram) evaluation counts events "
+                    "unweighted, unlike the in-process evaluation. Evaluate without --scheduler "
+                    "for weighted metrics.", p,
+                )
+                return
+
+
 def evaluate_files(
     model: Any,
     background: Sequence[str | os.PathLike[str]],
@@ -441,6 +461,7 @@ def evaluate_files(
     partition_size = int(partition_size or sc.DEFAULT_PARTITION_SIZE)
 
     bkg_paths = sc.expand_files(background)
+    _warn_if_weighted(bkg_paths)
     bkg_parts = sc.plan_partitions(bkg_paths, partition_size=partition_size, format=format, key=key)
     sig_parts: list[Any] = []
     sig_of: dict[int, str] = {}

@@ -113,7 +113,10 @@ def threshold_from_scores(
     if percentile is not None:
         if not 0 < percentile < 100:
             raise ConfigError(f"percentile must be in (0, 100), got {percentile}.")
-        return float(np.percentile(scores, percentile, method="higher"))
+        from ..metrics import threshold_at_fpr
+
+        # The cut above which at most (100 - percentile) % of background lies.
+        return threshold_at_fpr(scores, 1.0 - percentile / 100.0)[0]
     if sigma is not None:
         return float(scores.mean() + sigma * scores.std())
     if rate_hz is not None:
@@ -130,8 +133,11 @@ def threshold_from_scores(
             fpr,
             scores.size,
         )
-    # The cut keeps (score > t) for a fraction fpr of background.
-    return float(np.quantile(scores, 1.0 - fpr, method="higher"))
+    from ..metrics import threshold_at_fpr
+
+    # The lowest cut with (score > t) keeping at most a fraction fpr of background: the same
+    # definition as the evaluation's working points.
+    return threshold_at_fpr(scores, fpr)[0]
 
 
 @dataclass(frozen=True)
@@ -464,6 +470,7 @@ def detector_from_state(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> B
         raise ConfigError(f"{name}: params must be a mapping.")
     det = cls()
     det.set_params(**params)
+    det._validate_params()  # a forged parameter gets the same error as in fit
     det._set_common_state(doc["fitted"])
     det._set_state(doc.get("meta") or {}, arrays)
     return det

@@ -156,9 +156,14 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     if "feature_names" not in props:
         raise ModelFileError(f"{p}: no hepad metadata; export it with `hepad export onnx MODEL -o {p.name}`.")
     out: dict[str, Any] = dict(props)
-    out["feature_names"] = json.loads(props["feature_names"])
-    out["threshold"] = float(props["threshold"]) if props.get("threshold") else None
-    for key in ("params", "threshold_rule"):
-        if key in props:
-            out[key] = json.loads(props[key])
+    try:
+        out["feature_names"] = json.loads(props["feature_names"])
+        out["threshold"] = float(props["threshold"]) if props.get("threshold") else None
+        for key in ("params", "threshold_rule"):
+            if key in props:
+                out[key] = json.loads(props[key])
+    except (ValueError, TypeError) as exc:
+        raise ModelFileError(f"{p}: malformed hepad metadata ({exc}); export the model again.") from None
+    if not isinstance(out["feature_names"], list):
+        raise ModelFileError(f"{p}: malformed hepad metadata (feature_names is not a list); export the model again.")
     return out

@@ -81,9 +81,12 @@ def _plan_columns(
     side = {c: SIDE_COLUMNS[c] for c in names if c in SIDE_COLUMNS}
     # Two spellings of one side column (label and labels): keep the plural.
     seen: dict[str, str] = {}
+    shadowed: set[str] = set()  # the other spelling: never a feature (truth must not leak)
     for c, attr in list(side.items()):
         if attr in seen:
-            del side[c if c != attr else seen[attr]]
+            loser = c if c != attr else seen[attr]
+            del side[loser]
+            shadowed.add(loser)
         seen[attr] = c
     if columns:
         missing = [c for c in columns if c not in names]
@@ -105,6 +108,9 @@ def _plan_columns(
         return Plan(OBJECT_COLUMNS, side, (), True, prov)
     features, dropped = [], []
     for f in schema:
+        if f.name in shadowed:
+            dropped.append(f.name)
+            continue
         attr = side.get(f.name)
         if attr is not None:
             text = pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
