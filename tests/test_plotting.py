@@ -113,7 +113,7 @@ def test_style_and_label():
         ax = fig.subplots()
         P.experiment_label(ax, "ATLAS", data=True)
         texts = " ".join(t.get_text() for t in ax.texts)
-        assert "ATLAS" in texts and "Open Data" in texts
+        assert "hepad" in texts and "Open Data" in texts and "ATLAS" not in texts
     assert mpl.rcParams["font.size"] == before  # the global style is restored
     with pytest.raises(ConfigError, match="CMS"):
         with P.style("DELPHI"):

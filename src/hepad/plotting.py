@@ -63,14 +63,16 @@ def style(experiment: str = "CMS") -> Iterator[None]:
 
 
 def experiment_label(ax: Any, experiment: str = "CMS", *, data: bool = False, com: float | None = 13) -> Any:
-    """Add the experiment label: "<EXP> Simulation Private Work", or "<EXP> Open Data" for data.
+    """Add the plot label: "hepad Simulation", or "hepad Open Data" for data.
 
-    hepad's samples are not official collaboration results, hence "Private Work" on simulation.
+    ``experiment`` picks the mplhep style only. The label names the tool, not a collaboration:
+    plots made with hepad are not CMS or ATLAS results, and an experiment's name on them would
+    claim otherwise.
     """
     import mplhep
 
     mplhep.label.exp_label(
-        exp=experiment, text="Open Data" if data else "Private Work", data=data, com=com,
+        exp="hepad", text="Open Data" if data else "Simulation", data=data, com=com,
         loc=0, ax=ax, rlabel=f"({com:g} TeV)" if com else "",
     )
     return ax
