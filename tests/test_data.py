@@ -98,7 +98,8 @@ def test_fit_streaming_trains_a_deep_detector(tmp_path):
     fit_streaming(det, files, val_files=[val], n_fit=500, buffer_size=400)
     assert len(det.history_["train_loss"]) == 2
     s_bkg = det.score_samples(hepad.read_events(val))
-    assert np.isclose(det.threshold_, np.percentile(s_bkg, 95, method="higher"))
+    # The default threshold is set on the validation background: 5 % of it passes.
+    assert (s_bkg > det.threshold_).sum() == int(0.05 * len(s_bkg))
     det.save(tmp_path / "model")
     again = hepad.load(tmp_path / "model")
     assert np.allclose(again.score_samples(hepad.read_events(val)), s_bkg, atol=1e-6)

@@ -544,13 +544,12 @@ def precision_scan(
 
 
 def _auc_tpr(bkg: np.ndarray, sig: np.ndarray, fpr: float) -> tuple[float, float]:
-    from scipy.stats import rankdata
+    from ..metrics import roc_auc, threshold_at_fpr
 
-    n_b, n_s = len(bkg), len(sig)
-    ranks = rankdata(np.concatenate([bkg, sig]))
-    auc = float((ranks[n_b:].sum() - n_s * (n_s + 1) / 2) / (n_b * n_s))
-    cut = float(np.quantile(bkg, 1.0 - fpr, method="higher"))
-    return auc, float((sig > cut).mean())
+    y = np.r_[np.zeros(len(bkg)), np.ones(len(sig))]
+    auc = roc_auc(y, np.r_[bkg, sig])
+    cut = threshold_at_fpr(bkg, fpr)[0]
+    return float(auc), float((sig > cut).mean())
 
 
 def plot_precision_scan(rows: Sequence[Mapping[str, Any]], ax: Any = None, metric: str = "auc_loss") -> Any:
