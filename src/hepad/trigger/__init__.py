@@ -5,7 +5,7 @@
     from hepad.trigger import run_trigger
     summary = run_trigger("model/", "zmq:tcp://127.0.0.1:5555", "accepted/",
                           target_rate_hz=1000, collision_rate_hz=40e6)
-    print(summary.accepted, summary.rejected)
+    summary.accepted, summary.rejected     # processed = accepted + rejected
 
 Sources: :class:`ReplaySource` (a file, optionally paced), :class:`ZmqSource` (PUSH/PULL
 batches, see :mod:`hepad.trigger.sources` for the wire format) and :func:`stream_events`, the
