@@ -16,6 +16,8 @@ import hepad
 from hepad import metrics as M
 from hepad import scoring as sc
 from hepad._toy import toy_events
+
+from _scoring_job import make_scoring_job
 from hepad.distributed import DistributedError, dask_client, evaluate_files, metrics_from_histograms
 
 DASK = Path(sys.executable).with_name("dask")
@@ -24,15 +26,8 @@ DASK = Path(sys.executable).with_name("dask")
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
     d = tmp_path_factory.mktemp("dist")
-    det = hepad.make_detector("iforest", n_estimators=20, random_state=0).fit(toy_events(1000, seed=5))
-    det.save(d / "model")
-    files = []
-    for i, (n, kind) in enumerate(((700, "background"), (450, "background"), (300, "signal"))):
-        p = d / f"in_{i}.h5"
-        hepad.write_events(toy_events(n, kind, seed=40 + i), p)
-        files.append(p)
-    ref = np.concatenate([det.score_samples(hepad.read_events(p)) for p in files])
-    return d, d / "model", files, ref
+    model, files, ref, _ = make_scoring_job(d)
+    return d, model, files, ref
 
 
 @pytest.fixture(scope="module")

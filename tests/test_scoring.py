@@ -11,7 +11,8 @@ import pytest
 
 import hepad
 from hepad import scoring as sc
-from hepad._toy import toy_events
+
+from _scoring_job import make_scoring_job
 from hepad.errors import ConfigError, InputError
 
 
@@ -19,15 +20,7 @@ from hepad.errors import ConfigError, InputError
 def job(tmp_path_factory):
     """A saved iforest model and three toy input files of different sizes."""
     d = tmp_path_factory.mktemp("score")
-    det = hepad.make_detector("iforest", n_estimators=20, random_state=0).fit(toy_events(1000, seed=5))
-    det.save(d / "model")
-    files = []
-    for i, (n, kind) in enumerate(((700, "background"), (450, "background"), (300, "signal"))):
-        p = d / f"in_{i}.h5"
-        hepad.write_events(toy_events(n, kind, seed=40 + i), p)
-        files.append(p)
-    ref = np.concatenate([det.score_samples(hepad.read_events(p)) for p in files])
-    return d, d / "model", files, ref, det.threshold_
+    return (d, *make_scoring_job(d))
 
 
 def test_scores_match_the_detector_in_input_order(job, tmp_path):

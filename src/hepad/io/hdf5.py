@@ -24,6 +24,7 @@ import numpy as np
 from .. import _layout as L
 from .._atomic import atomic_path
 from ..errors import FormatError, InputError, MissingKeyError, closest
+from ._range import clamp_range
 from ..events import EventSet
 
 OBJECT_KEY = "Particles"
@@ -253,16 +254,8 @@ def read(
         k = _choose_key(f, path, key)
         _check_dataset(f[k], path, k)
         n = f[k].shape[0]
-        start, stop = _clamp(entry_range, n)
+        start, stop = clamp_range(entry_range, n)
         return _read_block(f, path, k, start, stop, columns)
-
-
-def _clamp(entry_range: tuple[int, int | None] | None, n: int) -> tuple[int, int]:
-    if entry_range is None:
-        return 0, n
-    start, stop = entry_range
-    stop = n if stop is None else min(n, stop)
-    return min(start, stop), stop
 
 
 def iterate(
@@ -282,7 +275,7 @@ def iterate(
     with _open(path) as f:
         k = _choose_key(f, path, key)
         _check_dataset(f[k], path, k)
-        start, stop = _clamp(entry_range, f[k].shape[0])
+        start, stop = clamp_range(entry_range, f[k].shape[0])
         if start == stop:
             yield _read_block(f, path, k, start, stop, columns)
             return

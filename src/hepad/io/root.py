@@ -30,6 +30,7 @@ import numpy as np
 
 from .. import _layout as L
 from ..errors import FormatError, InputError, MissingKeyError, closest
+from ._range import clamp_range
 from ..events import EventSet, fill_objects
 
 log = logging.getLogger(__name__)
@@ -279,14 +280,6 @@ def _map_atlas(a: ak.Array) -> np.ndarray:
     return fill_objects(n, met=met, electrons=electrons, muons=muons, jets=jets)
 
 
-def _clamp(entry_range: tuple[int, int | None] | None, n: int) -> tuple[int, int]:
-    if entry_range is None:
-        return 0, n
-    start, stop = entry_range
-    stop = n if stop is None else min(n, stop)
-    return min(start, stop), stop
-
-
 def _arrays(tree: Any, plan: _Plan, start: int, stop: int) -> ak.Array:
     return tree.arrays(plan.branches, entry_start=start, entry_stop=stop, library="ak")
 
@@ -305,7 +298,7 @@ def read(
         n = int(tree.num_entries)
         if n == 0:
             raise InputError(f"{path}: tree {k!r} holds no events.")
-        start, stop = _clamp(entry_range, n)
+        start, stop = clamp_range(entry_range, n)
         return plan.convert(_arrays(tree, plan, start, stop))
 
 
@@ -324,7 +317,7 @@ def iterate(
         n = int(tree.num_entries)
         if n == 0:
             raise InputError(f"{path}: tree {k!r} holds no events.")
-        start, stop = _clamp(entry_range, n)
+        start, stop = clamp_range(entry_range, n)
         if start == stop:
             yield plan.convert(_arrays(tree, plan, start, stop))
             return
