@@ -40,3 +40,18 @@ def toy_bkg_val():
 def toy_sig():
     """500 toy signal events: more leptons, harder MET and jets."""
     return toy_events(500, "signal", seed=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset() -> dict[str, Path]:
+    """The generator's ``tiny`` dataset (realistic Pythia 8 events), name -> path.
+
+    Built once per machine into the default cache (about 1-2 minutes on 2 cores) and reused; the
+    dataset builder validates each file's process, seed and size and regenerates what does not
+    match. Tests must read these files, never write them.
+    """
+    from hepad.generate import build_dataset, default_dataset_dir
+
+    directory = default_dataset_dir("tiny") if not os.environ.get("HEPAD_DATA_DIR") else None
+    paths = build_dataset("tiny", directory)
+    return {Path(p).stem: Path(p) for p in paths.values()}
