@@ -182,3 +182,78 @@ def test_progress_callback_and_nan_loss():
     with pytest.raises(TrainingError, match="loss became nan in epoch 1"):
         fit_network(nn.Linear(2, 2), lambda net, xb: net(xb).sum(dim=1) * float("nan"),
                     tensor_batches(x, batch_size=8), epochs=2, device="cpu")
+
+
+# ------------------------------------------------------------- checkpoints without pickle (issue 11, item 8)
+def _tiny_fit(ckpt_dir, epochs, resume=False, **kw):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(64, 4, generator=g)
+    with torch.random.fork_rng():
+        torch.manual_seed(2)
+        net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 4))
+    loss = lambda net, xb: ((net(xb) - xb) ** 2).mean(dim=1)
+    hist = fit_network(net, loss, tensor_batches(x, batch_size=16, seed=3), epochs=epochs, device="cpu",
+                       lr_patience=1, checkpoint_dir=ckpt_dir, resume=resume, seed=4, n_threads=1, **kw)
+    return net, hist
+
+
+def test_checkpoint_is_safetensors_and_resume_never_unpickles(tmp_path, monkeypatch):
+    from safetensors import safe_open
+
+    _tiny_fit(tmp_path, 2)
+    ckpt = tmp_path / CHECKPOINT_NAME
+    assert ckpt.suffix == ".safetensors" and not (tmp_path / "checkpoint.pt").exists()
+    with safe_open(str(ckpt), framework="pt") as f:  # a plain safetensors file with a JSON header
+        meta = json.loads(f.metadata()["hepad"])
+        assert meta["epoch"] == 2 and any(k.startswith("t") for k in f.keys())
+
+    def no_unpickling(*a, **k):
+        raise AssertionError("torch.load / pickle must not be used to read a checkpoint")
+
+    monkeypatch.setattr(torch, "load", no_unpickling)
+    import pickle
+
+    monkeypatch.setattr(pickle, "load", no_unpickling)
+    monkeypatch.setattr(pickle, "loads", no_unpickling)
+    resumed, hist = _tiny_fit(tmp_path, 4, resume=True)
+    monkeypatch.undo()
+    reference, ref_hist = _tiny_fit(None, 4)
+    assert hist["epoch"] == [1, 2, 3, 4] and hist["lr"] == ref_hist["lr"]
+    for (k, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-6, msg=k)
+
+
+def test_a_pickle_checkpoint_is_refused_without_loading_it(tmp_path, monkeypatch):
+    class Boom:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    torch.save({"format": "hepad-checkpoint/1", "x": Boom()}, tmp_path / "checkpoint.pt")
+    monkeypatch.setattr(torch, "load", lambda *a, **k: (_ for _ in ()).throw(AssertionError("torch.load called")))
+    with pytest.raises(TrainingError, match="pickle checkpoint") as info:
+        _tiny_fit(tmp_path, 2, resume=True)
+    assert "weights_only" not in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_damaged_checkpoint_is_one_clean_error(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    _tiny_fit(tmp_path, 1)
+    ckpt = tmp_path / CHECKPOINT_NAME
+    with safe_open(str(ckpt), framework="pt") as f:
+        meta, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+    doc = json.loads(meta["hepad"])
+    cases = {
+        "epoch": dict(doc, epoch=-3),
+        "history": dict(doc, history={"epoch": [1]}),
+        "rng": dict(doc, rng={"torch": doc["model"][next(iter(doc["model"]))]}),
+    }
+    for what, bad in cases.items():
+        save_file(tensors, str(ckpt), metadata=dict(meta, hepad=json.dumps(bad)))
+        with pytest.raises(TrainingError, match="damaged|missing or repeated"):
+            _tiny_fit(tmp_path, 2, resume=True)
+    save_file({k: v for k, v in list(tensors.items())[1:]}, str(ckpt), metadata=meta)
+    with pytest.raises(TrainingError, match="missing or repeated"):
+        _tiny_fit(tmp_path, 2, resume=True)

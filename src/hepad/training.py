@@ -18,8 +18,8 @@ What it does each epoch: Adam steps over ``train_batches(epoch)``, the mean loss
 ``val_batches(epoch)`` (or on the training batches without validation), learning-rate
 reduction on a plateau (``ReduceLROnPlateau``), early stopping with patience (the best weights
 are restored at the end), a progress callback, and, with ``checkpoint_dir``, an atomic
-checkpoint (``checkpoint.pt``: model, optimizer, scheduler, early-stopping state, RNG states,
-epoch, history) and ``history.json``. ``resume=True`` continues from the last checkpoint and
+checkpoint (``checkpoint.safetensors``: model, optimizer, scheduler, early-stopping state, RNG
+states, epoch, history) and ``history.json``. ``resume=True`` continues from the last checkpoint and
 gives the same weights as an uninterrupted run (same device and thread count).
 
 Reproducibility: the global torch RNG (used by dropout and VAE sampling, which have no
@@ -58,9 +58,11 @@ __all__ = [
     "load_checkpoint",
 ]
 
-CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_NAME = "checkpoint.safetensors"
 HISTORY_NAME = "history.json"
-_CHECKPOINT_FORMAT = "hepad-checkpoint/1"
+_CHECKPOINT_FORMAT = "hepad-checkpoint/2"
+#: the pickle checkpoint of hepad <= 0.x; never read (a pickle can run code), only recognised
+_LEGACY_CHECKPOINT = "checkpoint.pt"
 
 Batch = Any  # a Tensor, or a tuple/list of Tensors handed to loss_fn as is
 LossFn = Callable[[nn.Module, Batch], torch.Tensor]
@@ -141,16 +143,150 @@ def _state_copy(net: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
 
 
+# ---------------------------------------------------------------------- checkpoints
+# A checkpoint is one safetensors file: every tensor of the training state (weights, optimizer
+# moments, RNG states) as a named tensor, and the rest of the state (epochs, history, learning
+# rates, early stopping) as JSON in the safetensors header metadata (key "hepad"), with tensors
+# replaced by {"__tensor__": name}. Reading it parses JSON and raw numbers only: no pickle, no
+# torch.load, so a hostile checkpoint cannot run code. One file keeps the atomic rename atomic.
+_TAGS = ("__tensor__", "__tuple__", "__intkeys__")
+
+
+def _encode_state(obj: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
+    if isinstance(obj, torch.Tensor):
+        name = f"t{len(tensors)}:{path}"
+        tensors[name] = obj.detach().to("cpu").contiguous().clone()
+        return {"__tensor__": name}
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj):
+            if any(k in _TAGS for k in obj):
+                raise TrainingError(f"cannot checkpoint a state with a reserved key at {path}.")
+            return {k: _encode_state(v, tensors, f"{path}.{k}") for k, v in obj.items()}
+        if all(isinstance(k, int) and not isinstance(k, bool) for k in obj):
+            return {"__intkeys__": [[k, _encode_state(v, tensors, f"{path}.{k}")] for k, v in obj.items()]}
+        raise TrainingError(f"cannot checkpoint a dict with mixed key types at {path}.")
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_encode_state(v, tensors, f"{path}.{i}") for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [_encode_state(v, tensors, f"{path}.{i}") for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TrainingError(f"cannot checkpoint a {type(obj).__name__} at {path}; only tensors and JSON values.")
+
+
+def _decode_state(obj: Any, tensors: dict[str, torch.Tensor], used: set[str], where: str) -> Any:
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            name = obj["__tensor__"]
+            if len(obj) != 1 or not isinstance(name, str) or name not in tensors or name in used:
+                raise TrainingError(f"{where}: a tensor reference {name!r} is missing or repeated; delete it to start afresh.")
+            used.add(name)
+            return tensors[name]
+        if "__tuple__" in obj:
+            if len(obj) != 1 or not isinstance(obj["__tuple__"], list):
+                raise TrainingError(f"{where}: malformed tuple entry; delete it to start afresh.")
+            return tuple(_decode_state(v, tensors, used, where) for v in obj["__tuple__"])
+        if "__intkeys__" in obj:
+            items = obj["__intkeys__"]
+            if len(obj) != 1 or not isinstance(items, list) or not all(
+                isinstance(i, list) and len(i) == 2 and isinstance(i[0], int) and not isinstance(i[0], bool) for i in items
+            ):
+                raise TrainingError(f"{where}: malformed integer-keyed entry; delete it to start afresh.")
+            return {k: _decode_state(v, tensors, used, where) for k, v in items}
+        return {k: _decode_state(v, tensors, used, where) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode_state(v, tensors, used, where) for v in obj]
+    return obj
+
+
+def _write_checkpoint_file(path: Path, state: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    doc = _encode_state(state, tensors, "state")
+    # Non-finite floats (best loss before the first epoch, the scheduler's "best") are legal
+    # here: this JSON is read only by load_checkpoint, with Python's json.
+    meta = {"format": _CHECKPOINT_FORMAT, "hepad": json.dumps(doc)}
+    with atomic_path(path, suffix=".safetensors.tmp") as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`fit_network` (``weights_only=True``: no code runs)."""
+    """Read a checkpoint written by :func:`fit_network` (safetensors + JSON; no pickle, no code runs).
+
+    Raises
+    ------
+    TrainingError
+        The file is not a hepad checkpoint, is damaged, or is a pickle checkpoint of an older
+        hepad (``checkpoint.pt``, never unpickled).
+    """
+    from safetensors import SafetensorError, safe_open
+
     path = Path(path)
+    if path.name.endswith(".pt") or path.name.endswith(".pth"):
+        raise TrainingError(
+            f"{path}: a pickle checkpoint; hepad does not unpickle files (they can run code). "
+            "Delete it and train again (new checkpoints are checkpoint.safetensors)."
+        )
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a foreign file
-        raise TrainingError(f"{path}: not a readable hepad checkpoint ({exc}). Delete it to start afresh.") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != _CHECKPOINT_FORMAT:
-        raise TrainingError(f"{path}: not a hepad checkpoint (format {_CHECKPOINT_FORMAT} expected). Delete it to start afresh.")
+        tensors: dict[str, torch.Tensor] = {}
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != _CHECKPOINT_FORMAT:
+                raise TrainingError(
+                    f"{path}: not a hepad checkpoint (format {_CHECKPOINT_FORMAT} expected). Delete it to start afresh."
+                )
+            for name in f.keys():
+                tensors[name] = f.get_tensor(name)
+        doc = json.loads(meta.get("hepad", ""))
+    except TrainingError:
+        raise
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as exc:
+        raise TrainingError(
+            f"{path}: not a readable hepad checkpoint ({type(exc).__name__}: {exc}). Delete it to start afresh."
+        ) from None
+    used: set[str] = set()
+    ckpt = _decode_state(doc, tensors, used, str(path))
+    if not isinstance(ckpt, dict) or set(tensors) - used:
+        raise TrainingError(f"{path}: not a hepad checkpoint (unexpected structure). Delete it to start afresh.")
+    ckpt["format"] = _CHECKPOINT_FORMAT
     return ckpt
+
+
+def _restore_checks(ckpt: dict[str, Any], path: Path) -> None:
+    """Types and ranges of a checkpoint's plain values, before any of them is used."""
+    def bad(what: str) -> TrainingError:
+        return TrainingError(f"{path}: {what}; the checkpoint is damaged. Delete it to start afresh.")
+
+    for key in ("epoch", "model", "optimizer", "early_stopping", "rng", "history"):
+        if key not in ckpt:
+            raise bad(f"no {key!r} entry")
+    epoch = ckpt["epoch"]
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise bad(f"epoch {epoch!r} is not a non-negative integer")
+    if not isinstance(ckpt["model"], dict) or not all(isinstance(v, torch.Tensor) for v in ckpt["model"].values()):
+        raise bad("'model' is not a state dict of tensors")
+    hist = ckpt["history"]
+    if not isinstance(hist, dict) or set(hist) != set(_empty_history()) or not all(
+        isinstance(v, list) and len(v) == epoch for v in hist.values()
+    ):
+        raise bad(f"'history' does not hold {epoch} entries of {', '.join(_empty_history())}")
+    es = ckpt["early_stopping"]
+    if not isinstance(es, dict) or not {"best_loss", "best_epoch", "bad_epochs", "stopped"} <= set(es):
+        raise bad("'early_stopping' is incomplete")
+    for key in ("best_epoch", "bad_epochs"):
+        if not isinstance(es[key], int) or isinstance(es[key], bool):
+            raise bad(f"early_stopping.{key} is not an integer")
+    if not isinstance(es["best_loss"], (int, float)) or isinstance(es["best_loss"], bool) or math.isnan(es["best_loss"]):
+        raise bad("early_stopping.best_loss is not a number")
+    best = es.get("best_state")
+    if best is not None and (not isinstance(best, dict) or set(best) != set(ckpt["model"])):
+        raise bad("early_stopping.best_state does not match the model's tensors")
+    rng = ckpt["rng"]
+    ref = torch.get_rng_state()
+    torch_rng = rng.get("torch") if isinstance(rng, dict) else None
+    if not isinstance(torch_rng, torch.Tensor) or torch_rng.dtype != ref.dtype or torch_rng.shape != ref.shape:
+        raise bad("rng.torch is not a torch RNG state")
 
 
 def _empty_history() -> dict[str, list[Any]]:
@@ -265,6 +401,9 @@ def fit_network(
 
     if resume and ckpt_path is None:
         raise ConfigError("resume=True needs a checkpoint_dir to resume from.")
+    legacy = Path(checkpoint_dir) / _LEGACY_CHECKPOINT if checkpoint_dir is not None else None
+    if resume and ckpt_path is not None and not ckpt_path.exists() and legacy is not None and legacy.exists():
+        load_checkpoint(legacy)  # raises: refuses the pickle with a message
     if resume and ckpt_path is not None and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path)
         if ckpt.get("signature") != signature:
@@ -272,13 +411,18 @@ def fit_network(
                 f"{ckpt_path} was written by a different model or data (signature differs); "
                 "use another checkpoint_dir or delete it to start afresh."
             )
+        _restore_checks(ckpt, ckpt_path)
         try:
             net.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             if scheduler is not None and ckpt.get("scheduler") is not None:
+                if not isinstance(ckpt["scheduler"], dict):
+                    raise ValueError("the scheduler state is not a dict")
                 scheduler.load_state_dict(ckpt["scheduler"])
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise TrainingError(f"{ckpt_path} does not fit this network ({exc}); delete it to start afresh.") from None
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+            raise TrainingError(
+                f"{ckpt_path} does not fit this network ({type(exc).__name__}: {exc}); delete it to start afresh."
+            ) from None
         start_epoch = int(ckpt["epoch"])
         history = {k: list(v) for k, v in ckpt["history"].items()}
         es = ckpt["early_stopping"]
@@ -406,7 +550,7 @@ def _save_checkpoint(
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "early_stopping": early_stopping,
-        # RNG states are ByteTensors, which weights_only loading accepts.
+        # RNG states are ByteTensors: stored as uint8 tensors like the weights.
         "rng": {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state(dev) if fork_devices else None,
@@ -414,7 +558,6 @@ def _save_checkpoint(
         "history": history,
         "signature": signature,
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    _write_checkpoint_file(path, state)
     with atomic_path(path.with_name(HISTORY_NAME)) as tmp:
         tmp.write_text(json.dumps(history, indent=1))
