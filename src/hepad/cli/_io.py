@@ -17,6 +17,8 @@ _FORMAT_HELP = "File format (hdf5, csv, parquet, root); default: from the suffix
 _KEY_HELP = "HDF5 dataset or ROOT tree (default: Particles/data, or the only/Events/mini/events tree)."
 _COLUMNS_HELP = "Comma-separated columns/branches to read as flat features, in this order."
 _DROP_HELP = "Drop events holding NaN/inf values (and report how many) instead of failing."
+_MAPPING_HELP = ("ROOT: YAML file naming the electron/muon/jet/MET collections (prefix or branches, "
+                 "units, extra cuts) where detection cannot decide; see docs/formats.md.")
 
 
 def _columns(columns: Optional[str]) -> Optional[list[str]]:
@@ -51,11 +53,16 @@ def inspect_cmd(
     sample: int = typer.Option(
         100_000, "--sample", min=1, help="Events sampled (uniformly, seeded) for the quantiles."
     ),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help=_MAPPING_HELP),
 ) -> None:
     """Describe event files: format, events, object multiplicities, feature quantiles.
 
+    For ROOT files it also shows which branches became electrons, muons, jets and MET, and
+    why (or why a collection is missing); --mapping FILE overrides what detection chose.
     Files are streamed in chunks, so any size works in bounded memory; a progress bar shows
     on large files. Nothing is printed unless every file could be read.
+
+    Example: hepad inspect HZZ.root --mapping hzz.yaml
     """
     from ..io._summary import hdf5_keys_to_inspect, summarize
 
@@ -67,6 +74,7 @@ def inspect_cmd(
             summaries.append(_summarize_with_progress(
                 summarize, path, format=format, key=k, columns=cols, drop_invalid=drop_invalid,
                 chunk_size=chunk_size, sample_size=sample,
+                **({"mapping": mapping} if mapping is not None else {}),
             ))
     if as_json:
         console.print_json(json.dumps(summaries))
@@ -109,6 +117,17 @@ def _print_summary(s: dict) -> None:
         console.print(f"  dropped {s['dropped_invalid']:,} events with NaN/inf values")
     if s["dropped_columns"]:
         console.print(f"  dropped non-numeric columns: {', '.join(s['dropped_columns'])}")
+    if s.get("collections"):
+        found = [k for k, c in s["collections"].items() if "missing" not in c]
+        console.print(f"  collections found: {', '.join(found) or 'none'}"
+                      + (f"; missing (empty slots): {', '.join(s['missing_collections'])}"
+                         if s.get("missing_collections") else ""), soft_wrap=True)
+        for kind, c in s["collections"].items():
+            if "missing" in c:
+                console.print(f"    {kind:<8} - {c['missing']}", markup=False, highlight=False, soft_wrap=True)
+            else:
+                console.print(f"    {kind:<8} {', '.join(c['branches'].values())}  <- {c['why']}",
+                              markup=False, highlight=False, soft_wrap=True)
     if "multiplicities" in s:
         t = Table(title="objects per event", title_justify="left")
         t.add_column("object")
@@ -147,6 +166,7 @@ def convert_cmd(
     ),
     chunk_size: int = typer.Option(100_000, "--chunk-size", min=1, help="Events per streamed chunk."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help=_MAPPING_HELP),
 ) -> None:
     """Convert an event file (HDF5, CSV, Parquet, ROOT) to HDF5 or Parquet, streaming.
 
@@ -166,7 +186,8 @@ def convert_cmd(
         raise InputError(f"{output}: exists; pass --force to overwrite it.")
     if output.resolve() == source.resolve():
         raise InputError(f"{output}: output and input are the same file.")
-    total = count_events(source, format=format, key=key)
+    mkw = {"mapping": mapping} if mapping is not None else {}
+    total = count_events(source, format=format, key=key, **mkw)
     n_written = 0
     show = err_console.is_terminal or verbose()
 
@@ -176,7 +197,7 @@ def convert_cmd(
             task = bar.add_task(f"converting {source.name}", total=total)
             done = 0
             for chunk in iter_events(source, chunk_size=chunk_size, format=format, key=key,
-                                     columns=_columns(columns), drop_invalid=drop_invalid):
+                                     columns=_columns(columns), drop_invalid=drop_invalid, **mkw):
                 done += chunk_size
                 if features == "dilepton":
                     chunk = dilepton_features(chunk)

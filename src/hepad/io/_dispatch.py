@@ -169,6 +169,7 @@ def read_events(
     columns: Sequence[str] | None = None,
     entry_range: tuple[int, int] | None = None,
     drop_invalid: bool = False,
+    mapping: Any = None,
 ) -> EventSet:
     """Read events from one file into an :class:`~hepad.EventSet`.
 
@@ -189,6 +190,9 @@ def read_events(
     drop_invalid : bool
         Drop events holding NaN/inf (and log how many) instead of raising
         :class:`~hepad.errors.InvalidValuesError`.
+    mapping : path, dict or MappingFile, optional
+        ROOT only: a YAML mapping file naming the object collections (see
+        :mod:`hepad.io.mapping`), for what detection cannot decide.
 
     Returns
     -------
@@ -207,7 +211,8 @@ def read_events(
     rng = _check_range(p, entry_range)
     mod = _reader(fmt)
     cols = _norm_columns(columns)
-    events = _guarded(p, fmt, lambda: mod.read(p, key=key, columns=cols, entry_range=rng))
+    extra = _mapping_kw(p, fmt, mapping)
+    events = _guarded(p, fmt, lambda: mod.read(p, key=key, columns=cols, entry_range=rng, **extra))
     return events.check_finite(drop_invalid=drop_invalid)
 
 
@@ -219,6 +224,7 @@ def iter_events(
     columns: Sequence[str] | None = None,
     drop_invalid: bool = False,
     entry_range: tuple[int, int] | None = None,
+    mapping: Any = None,
 ) -> Iterator[EventSet]:
     """Stream a file in chunks of at most ``chunk_size`` events, with bounded memory.
 
@@ -239,8 +245,9 @@ def iter_events(
     chunk_size = int(chunk_size)
     mod = _reader(fmt)
     cols = _norm_columns(columns)
+    extra = _mapping_kw(p, fmt, mapping)
     chunks = _guarded(
-        p, fmt, lambda: mod.iterate(p, chunk_size=chunk_size, key=key, columns=cols, entry_range=rng)
+        p, fmt, lambda: mod.iterate(p, chunk_size=chunk_size, key=key, columns=cols, entry_range=rng, **extra)
     )
     for chunk in _guarded_iter(p, fmt, iter(chunks)):
         yield chunk.check_finite(drop_invalid=drop_invalid)
@@ -250,6 +257,7 @@ def count_events(
     path: str | os.PathLike[str],
     format: str | None = None,
     key: str | None = None,
+    mapping: Any = None,
 ) -> int:
     """Number of events in a file, read from metadata where the format has it.
 
@@ -259,7 +267,8 @@ def count_events(
     p = _check_exists(path)
     fmt = detect_format(p, format)
     mod = _reader(fmt)
-    return int(_guarded(p, fmt, lambda: mod.count(p, key=key)))
+    extra = _mapping_kw(p, fmt, mapping)
+    return int(_guarded(p, fmt, lambda: mod.count(p, key=key, **extra)))
 
 
 def list_keys(path: str | os.PathLike[str], format: str | None = None) -> dict[str, tuple]:
@@ -310,6 +319,15 @@ def write_events(
     mod = _reader(fmt)
     chunks: Iterable[EventSet] = [events] if isinstance(events, EventSet) else events
     return mod.write(chunks, Path(path), **options)
+
+
+def _mapping_kw(path: Path, fmt: str, mapping: Any) -> dict[str, Any]:
+    """``{"mapping": ...}`` for the ROOT reader; a mapping file means nothing to other formats."""
+    if mapping is None:
+        return {}
+    if fmt != "root":
+        raise InputError(f"{path}: a mapping file applies to ROOT trees only, not to {fmt} files.")
+    return {"mapping": mapping}
 
 
 def _norm_columns(columns: Sequence[str] | str | None) -> tuple[str, ...] | None:

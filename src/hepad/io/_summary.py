@@ -33,6 +33,7 @@ def summarize(
     sample_size: int = 100_000,
     seed: int = 0,
     on_progress: Callable[[int, int | None], None] | None = None,
+    mapping: Any = None,
 ) -> dict[str, Any]:
     """Describe a file in one streaming pass.
 
@@ -46,6 +47,8 @@ def summarize(
         Seed of that sample, so repeated runs print the same numbers.
     on_progress : callable, optional
         Called as ``on_progress(events_done, events_total_or_None)`` after each chunk.
+    mapping : path or dict, optional
+        ROOT mapping file (see :mod:`hepad.io.mapping`).
 
     Returns
     -------
@@ -54,11 +57,14 @@ def summarize(
         ``dropped_invalid``, ``dropped_columns``, ``multiplicities`` (object layout: mean and
         distribution of electrons/muons/jets per event) and ``features`` (per feature:
         ``filled`` fraction, ``mean``, ``min``, quantiles ``q01`` ... ``q99``, ``max``; for the
-        object layout over events where the slot is filled), ``quantiles_from`` (events used).
+        object layout over events where the slot is filled), ``quantiles_from`` (events used);
+        for ROOT object trees ``collections`` (per object kind: branches, units and why, or
+        why it is missing) and ``missing_collections``.
     """
     p = _check_exists(path)
     fmt = detect_format(p, format)
-    total = None if fmt == "csv" else count_events(p, format=fmt, key=key)
+    extra = {} if mapping is None else {"mapping": mapping}
+    total = None if fmt == "csv" else count_events(p, format=fmt, key=key, **extra)
     rng = np.random.default_rng(seed)
     n_events = 0
     dropped_invalid = 0
@@ -69,7 +75,7 @@ def summarize(
     sample = sample_keys = None
     first = None
     for chunk in iter_events(p, chunk_size=chunk_size, format=fmt, key=key, columns=columns,
-                             drop_invalid=drop_invalid):
+                             drop_invalid=drop_invalid, **extra):
         if first is None:
             first = chunk
             names, objects = chunk.feature_names, chunk.is_objects
@@ -120,6 +126,12 @@ def summarize(
         "dropped_columns": list(prov.get("dropped_columns", [])),
         "quantiles_from": 0 if sample is None else int(len(sample)),
     }
+    if prov.get("collections") is not None:
+        out["collections"] = prov["collections"]
+        out["missing_collections"] = list(prov.get("missing_collections", []))
+    for name in ("particles_names", "particles_classes"):
+        if name in prov:
+            out[name] = prov[name]
     if objects:
         out["multiplicities"] = {
             k: {

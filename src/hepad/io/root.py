@@ -1,20 +1,25 @@
-"""ROOT reader (uproot + awkward): NanoAOD, ATLAS open-data ``mini`` trees, and flat trees.
+"""ROOT reader (uproot + awkward): TTrees and RNTuples, object collections or flat features.
 
-The kind of tree is detected from its branches:
+The kind of tree is detected from its branches (:mod:`hepad.io.mapping` does the detection):
 
 ``nanoaod``
-    CMS NanoAOD ``Events``: ``MET_pt``, ``MET_phi``, ``Electron_pt/eta/phi``, ``Muon_pt/eta/phi``,
-    ``Jet_pt/eta/phi`` (GeV).
+    CMS NanoAOD names: ``MET_pt``/``MET_phi``, ``Electron_*``, ``Muon_*``, ``Jet_*``
+    (``_pt``, ``_eta``, ``_phi``; GeV), any subset of them.
 ``atlas``
     ATLAS 13 TeV open-data ``mini``: ``lep_pt/eta/phi/type`` (type 11 electron, 13 muon),
     ``jet_pt/eta/phi``, ``met_et``, ``met_phi``; momenta in MeV, converted to GeV.
+``objects``
+    Any other tree with jagged collections found by prefix (``Muon_Px``/``Muon_Py``/
+    ``Muon_Pz``/``Muon_E``, ``mu_pt``/``mu_eta``/``mu_phi``, ``MET_px``/``MET_py``, ...), or
+    named by a mapping file; Cartesian four-vectors are converted with ``vector``.
 ``flat``
-    Anything else, or any tree when ``columns=`` is given: scalar numeric branches become flat
+    No electron/muon/jet collection, or ``columns=`` given: scalar numeric branches become flat
     features (jagged and string branches are dropped and reported).
 
-NanoAOD and ATLAS trees map into the ADC2021 (N, 19, 4) layout with the ADC2021 object cuts
+Object trees map into the ADC2021 (N, 19, 4) layout with the ADC2021 object cuts
 (:data:`hepad._layout.ADC_CUTS`), pT ordering within each type and zero padding, all
-vectorised with awkward arrays.
+vectorised with awkward arrays; a collection the tree lacks leaves its slots empty (one logged
+line, and ``provenance["missing_collections"]``).
 """
 
 from __future__ import annotations
@@ -32,25 +37,11 @@ from .. import _layout as L
 from ..errors import FormatError, InputError, MissingKeyError, closest
 from ._range import clamp_range
 from ..events import EventSet, fill_objects
+from .mapping import UNITS, Collection, MappingFile, ObjectPlan, load_mapping, plan_objects
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TREES = ("Events", "mini", "events")
-MEV = 1e-3  # MeV -> GeV
-
-NANOAOD_BRANCHES = {
-    "met": ("MET_pt", "MET_phi"),
-    "electron": ("Electron_pt", "Electron_eta", "Electron_phi"),
-    "muon": ("Muon_pt", "Muon_eta", "Muon_phi"),
-    "jet": ("Jet_pt", "Jet_eta", "Jet_phi"),
-}
-ATLAS_BRANCHES = {
-    "met": ("met_et", "met_phi"),
-    "lepton": ("lep_pt", "lep_eta", "lep_phi", "lep_type"),
-    "jet": ("jet_pt", "jet_eta", "jet_phi"),
-}
-
-
 def _uproot() -> Any:
     import uproot
 
@@ -126,16 +117,16 @@ def _tree(f: Any, path: Path, key: str | None) -> tuple[Any, str]:
     )
 
 
-def tree_kind(branches: Sequence[str]) -> str:
-    """``"nanoaod"``, ``"atlas"`` or ``"flat"`` from a tree's branch names."""
-    have = set(branches)
-    if set(NANOAOD_BRANCHES["met"]) <= have and any(
-        set(v) <= have for k, v in NANOAOD_BRANCHES.items() if k != "met"
-    ):
-        return "nanoaod"
-    if set(ATLAS_BRANCHES["met"]) <= have and set(ATLAS_BRANCHES["lepton"]) <= have:
-        return "atlas"
-    return "flat"
+def tree_kind(branches: Sequence[str], jagged: Sequence[str] | None = None) -> str:
+    """``"nanoaod"``, ``"atlas"``, ``"objects"`` or ``"flat"`` from a tree's branch names.
+
+    ``jagged`` names the jagged numeric branches (default: every branch counts as jagged,
+    enough to label a tree by its names).
+    """
+    names = list(branches)
+    jag = set(names if jagged is None else jagged)
+    plan = plan_objects(names, jag, set(names) - jag if jagged is not None else set(names))
+    return "flat" if plan is None else plan.tree_kind
 
 
 def _is_scalar_numeric(branch: Any) -> bool:
@@ -146,105 +137,133 @@ def _is_scalar_numeric(branch: Any) -> bool:
     return dtype.shape == () and (np.issubdtype(dtype, np.number) or dtype == np.bool_)
 
 
+def _is_jagged_numeric(branch: Any) -> bool:
+    interp = branch.interpretation
+    if type(interp).__name__ != "AsJagged":
+        return False
+    content = getattr(interp, "content", None)
+    dtype = getattr(content, "to_dtype", None)
+    return dtype is not None and dtype.shape == () and (np.issubdtype(dtype, np.number) or dtype == np.bool_)
+
+
+def _ttree_kinds(tree: Any) -> tuple[list[str], set[str], set[str]]:
+    names = list(tree.keys())
+    scalar, jagged = set(), set()
+    for n in names:
+        try:
+            b = tree[n]
+            if _is_scalar_numeric(b):
+                scalar.add(n)
+            elif _is_jagged_numeric(b):
+                jagged.add(n)
+        except Exception:  # an unreadable streamer: neither, so it is dropped and reported
+            continue
+    return names, scalar, jagged
+
+
+def _rntuple_kinds(tree: Any) -> tuple[list[str], set[str], set[str]]:
+    names = [k for k in tree.keys() if "." not in k]
+    n = int(tree.num_entries)
+    sample = tree.arrays(entry_start=0, entry_stop=min(n, 1))
+    scalar, jagged = set(), set()
+    for name in names:
+        t = sample[name].type.content
+        if isinstance(t, ak.types.OptionType):
+            t = t.content
+        if isinstance(t, ak.types.NumpyType):
+            if t.primitive not in ("datetime64", "timedelta64"):
+                scalar.add(name)
+        elif isinstance(t, (ak.types.ListType, ak.types.RegularType)):
+            inner = t.content.content if isinstance(t.content, ak.types.OptionType) else t.content
+            if isinstance(inner, ak.types.NumpyType) and inner.primitive not in ("datetime64", "timedelta64"):
+                jagged.add(name)
+    return names, scalar, jagged
+
+
 class _Plan:
-    def __init__(self, tree: Any, path: Path, key: str, columns: Sequence[str] | None) -> None:
+    def __init__(self, tree: Any, path: Path, key: str, columns: Sequence[str] | None,
+                 mapping: MappingFile | None = None) -> None:
         self.path, self.key = path, key
         self.dropped: tuple[str, ...] = ()
-        if _is_rntuple(tree):
-            self._init_rntuple(tree, path, key, columns)
-            return
-        names = list(tree.keys())
+        self.objects: ObjectPlan | None = None
+        rntuple = _is_rntuple(tree)
+        what, part = ("RNTuple", "field") if rntuple else ("tree", "branch")
+        names, scalar, jagged = _rntuple_kinds(tree) if rntuple else _ttree_kinds(tree)
         if columns:
+            if mapping is not None:
+                raise InputError(f"{path}: pass either columns= (a flat read) or a mapping file, not both.")
             missing = [c for c in columns if c not in names]
             if missing:
                 raise MissingKeyError(
-                    f"{path}: tree {key!r} has no branch {missing[0]!r}."
-                    f"{closest(missing[0], names)}"
+                    f"{path}: {what} {key!r} has no {part} {missing[0]!r}.{closest(missing[0], names)}"
                 )
-            bad = [c for c in columns if not _is_scalar_numeric(tree[c])]
+            bad = [c for c in columns if c not in scalar]
             if bad:
+                typename = "" if rntuple else f" is {tree[bad[0]].typename}, i.e."
                 raise FormatError(
-                    f"{path}: branch {bad[0]!r} of tree {key!r} is {tree[bad[0]].typename}, not a "
-                    "numeric scalar; columns= reads one number per event (choose other branches)."
+                    f"{path}: {part} {bad[0]!r} of {what} {key!r}{typename} not a numeric scalar; "
+                    "columns= reads one number per event (choose other branches)."
                 )
             self.kind, self.branches = "flat", list(columns)
             return
-        self.kind = tree_kind(names)
-        if self.kind == "nanoaod":
-            self.branches = [b for group in NANOAOD_BRANCHES.values() for b in group if b in names]
-        elif self.kind == "atlas":
-            self.branches = [b for group in ATLAS_BRANCHES.values() for b in group if b in names]
-        else:
-            self.branches = [n for n in names if _is_scalar_numeric(tree[n])]
-            self.dropped = tuple(n for n in names if n not in self.branches)
-            if not self.branches:
-                raise FormatError(
-                    f"{path}: tree {key!r} has no numeric scalar branch to use as a feature and "
-                    "is neither NanoAOD nor an ATLAS mini tree. Pass columns= with branches."
-                )
-            if self.dropped:
+        self.objects = plan_objects(names, jagged, scalar, mapping, where=f"{path}: {what} {key!r}")
+        if self.objects is not None:
+            self.kind = self.objects.tree_kind
+            self.branches = self.objects.branches
+            if self.objects.missing:
                 log.warning(
-                    "%s: tree %s: dropped %d non-numeric or jagged branch(es): %s",
-                    path, key, len(self.dropped), ", ".join(self.dropped),
+                    "%s: %s %s: no %s collection; those slots stay empty (%s).", path, what, key,
+                    "/".join(self.objects.missing),
+                    "; ".join(f"{k}: {self.objects.notes.get(k, '')}" for k in self.objects.missing),
                 )
-
-    def _init_rntuple(self, tree: Any, path: Path, key: str, columns: Sequence[str] | None) -> None:
-        # RNTuple (what uproot >= 5.6 writes by default): read as a flat tree of its scalar
-        # numeric top-level fields; the object mapping needs NanoAOD/ATLAS TTree branches.
-        names = [k for k in tree.keys() if "." not in k]
-        n = int(tree.num_entries)
-        sample = tree.arrays(entry_start=0, entry_stop=min(n, 1)) if n else None
-
-        def scalar(name: str) -> bool:
-            if sample is None:
-                return True
-            content = sample[name].type.content
-            return isinstance(content, ak.types.NumpyType) and content.primitive not in ("datetime64", "timedelta64")
-
-        if columns:
-            missing = [c for c in columns if c not in names]
-            if missing:
-                raise MissingKeyError(f"{path}: RNTuple {key!r} has no field {missing[0]!r}.{closest(missing[0], names)}")
-            bad = [c for c in columns if not scalar(c)]
-            if bad:
-                raise FormatError(f"{path}: field {bad[0]!r} of RNTuple {key!r} is not a numeric scalar.")
-            self.kind, self.branches = "flat", list(columns)
             return
         self.kind = "flat"
-        self.branches = [c for c in names if scalar(c)]
-        self.dropped = tuple(c for c in names if c not in self.branches)
+        self.branches = [n for n in names if n in scalar]
+        self.dropped = tuple(n for n in names if n not in scalar)
         if not self.branches:
-            raise FormatError(f"{path}: RNTuple {key!r} has no numeric scalar field; pass columns=.")
+            raise FormatError(
+                f"{path}: {what} {key!r} has no numeric scalar {part} to use as a feature and no "
+                "electron/muon/jet collection. Pass columns=, or a mapping file naming its collections."
+            )
         if self.dropped:
-            log.warning("%s: RNTuple %s: dropped %d non-scalar field(s): %s", path, key,
-                        len(self.dropped), ", ".join(self.dropped))
+            log.warning(
+                "%s: %s %s: dropped %d non-numeric or jagged %s(es): %s",
+                path, what, key, len(self.dropped), part, ", ".join(self.dropped),
+            )
 
     def provenance(self) -> dict[str, Any]:
         prov: dict[str, Any] = {"source": str(self.path), "format": "root", "key": self.key,
                                 "tree_kind": self.kind}
-        if self.kind == "atlas":
-            prov["units"] = "GeV (converted from MeV)"
+        if self.objects is not None:
+            prov["collections"] = self.objects.describe()
+            if self.objects.missing:
+                prov["missing_collections"] = list(self.objects.missing)
+            units = {c.units for c in self.objects.collections.values() if c}
+            if units - {"GeV"}:
+                prov["units"] = f"GeV (converted from {', '.join(sorted(units - {'GeV'}))})"
         if self.dropped:
             prov["dropped_columns"] = list(self.dropped)
         return prov
 
     def convert(self, arrays: ak.Array) -> EventSet:
         prov = self.provenance()
-        if self.kind == "flat":
+        if self.objects is None:
             n = len(arrays)
             data = np.empty((n, len(self.branches)), dtype=np.float32)
             for j, b in enumerate(self.branches):
                 data[:, j] = ak.to_numpy(arrays[b]).astype(np.float32)
             return EventSet(data, feature_names=tuple(self.branches), provenance=prov)
-        if self.kind == "nanoaod":
-            return EventSet(_map_nanoaod(arrays), provenance=prov)
-        return EventSet(_map_atlas(arrays), provenance=prov)
+        return EventSet(map_objects(arrays, self.objects), provenance=prov)
 
 
-def _select(pt: ak.Array, eta: ak.Array, phi: ak.Array, kind: str, width: int) -> tuple[np.ndarray, ...]:
-    """Apply the ADC2021 cut of ``kind``, order by pT (descending), pad to ``width`` with zeros."""
+def _select(pt: ak.Array, eta: ak.Array, phi: ak.Array, kind: str, width: int,
+            pt_min: float | None = None, abs_eta_max: float | None = None) -> tuple[np.ndarray, ...]:
+    """Apply the ADC2021 cut of ``kind`` (tightened by ``pt_min`` / ``abs_eta_max``), order by pT
+    (descending), pad to ``width`` with zeros."""
     cut = L.ADC_CUTS[kind]
-    keep = (pt > cut["pt_min"]) & (abs(eta) < cut["abs_eta_max"])
+    lo = max(cut["pt_min"], pt_min) if pt_min is not None else cut["pt_min"]
+    hi = min(cut["abs_eta_max"], abs_eta_max) if abs_eta_max is not None else cut["abs_eta_max"]
+    keep = (pt > lo) & (abs(eta) < hi)
     pt, eta, phi = pt[keep], eta[keep], phi[keep]
     order = ak.argsort(pt, axis=1, ascending=False, stable=True)
     out = []
@@ -254,34 +273,102 @@ def _select(pt: ak.Array, eta: ak.Array, phi: ak.Array, kind: str, width: int) -
     return tuple(out)
 
 
-def _map_nanoaod(a: ak.Array) -> np.ndarray:
+def _as_lists(arr: ak.Array) -> ak.Array:
+    """One list per event: a scalar branch (one object per event) becomes singletons."""
+    return arr if arr.ndim > 1 else ak.unflatten(arr, np.ones(len(arr), dtype=np.int64))
+
+
+def _polar(a: ak.Array, col: Collection) -> tuple[ak.Array, ak.Array, ak.Array]:
+    """(pT [GeV], eta, phi) of a collection; Cartesian four-vectors are converted with vector."""
+    scale = UNITS[col.units]
+    b = col.branches
+    if col.representation == "cartesian":
+        import vector
+
+        v = vector.zip({"px": _as_lists(a[b["px"]]) * scale, "py": _as_lists(a[b["py"]]) * scale,
+                        "pz": _as_lists(a[b["pz"]]) * scale, "E": _as_lists(a[b["E"]]) * scale})
+        pt, eta, phi = v.pt, v.eta, v.phi
+        # eta of a momentum along the beam is infinite: such an object fails the |eta| cut.
+        eta = ak.nan_to_num(eta, nan=np.inf, posinf=np.inf, neginf=-np.inf)
+    else:
+        pt, eta, phi = _as_lists(a[b["pt"]]) * scale, _as_lists(a[b["eta"]]), _as_lists(a[b["phi"]])
+    if col.select is not None:
+        branch, values = col.select
+        t = abs(_as_lists(a[branch]))
+        mask = t == values[0]
+        for v in values[1:]:
+            mask = mask | (t == v)
+        pt, eta, phi = pt[mask], eta[mask], phi[mask]
+    return pt, eta, phi
+
+
+def _met(a: ak.Array, col: Collection) -> tuple[np.ndarray, np.ndarray]:
+    scale = UNITS[col.units]
+
+    def scalar(name: str) -> np.ndarray:
+        arr = a[name]
+        if arr.ndim > 1:  # e.g. Delphes: MET as a one-element list per event
+            arr = ak.fill_none(ak.firsts(arr), 0.0)
+        return ak.to_numpy(arr).astype(np.float64)
+
+    if col.representation == "pxpy":
+        import vector
+
+        v = vector.array({"px": scalar(col.branches["px"]) * scale, "py": scalar(col.branches["py"]) * scale})
+        return np.asarray(v.pt, dtype=np.float32), np.asarray(v.phi, dtype=np.float32)
+    return ((scalar(col.branches["pt"]) * scale).astype(np.float32),
+            scalar(col.branches["phi"]).astype(np.float32))
+
+
+def map_objects(a: ak.Array, plan: ObjectPlan) -> np.ndarray:
+    """Map the arrays of a tree into the (N, 19, 4) layout following ``plan``.
+
+    ADC2021 cuts (tightened by a mapping file's ``pt_min`` / ``abs_eta_max``), pT ordering
+    within each type, zero padding; absent collections leave their slots empty.
+    """
     n = len(a)
-    fields = set(a.fields)
     objs: dict[str, tuple[np.ndarray, ...] | None] = {}
-    for kind, width, name in (("electron", L.N_ELECTRONS, "electron"), ("muon", L.N_MUONS, "muon"),
-                              ("jet", L.N_JETS, "jet")):
-        pt_b, eta_b, phi_b = NANOAOD_BRANCHES[name]
-        objs[kind] = (_select(a[pt_b], a[eta_b], a[phi_b], kind, width)
-                      if {pt_b, eta_b, phi_b} <= fields else None)
-    met = (ak.to_numpy(a["MET_pt"]).astype(np.float32), ak.to_numpy(a["MET_phi"]).astype(np.float32))
+    for kind, width in (("electron", L.N_ELECTRONS), ("muon", L.N_MUONS), ("jet", L.N_JETS)):
+        col = plan.collections.get(kind)
+        objs[kind] = None if col is None else _select(*_polar(a, col), kind, width, col.pt_min, col.abs_eta_max)
+    met_col = plan.collections.get("met")
+    met = _met(a, met_col) if met_col is not None else None
     return fill_objects(n, met=met, electrons=objs["electron"], muons=objs["muon"], jets=objs["jet"])
-
-
-def _map_atlas(a: ak.Array) -> np.ndarray:
-    n = len(a)
-    pt, eta, phi, typ = (a["lep_pt"] * MEV, a["lep_eta"], a["lep_phi"], a["lep_type"])
-    electrons = _select(pt[typ == 11], eta[typ == 11], phi[typ == 11], "electron", L.N_ELECTRONS)
-    muons = _select(pt[typ == 13], eta[typ == 13], phi[typ == 13], "muon", L.N_MUONS)
-    jets = None
-    if {"jet_pt", "jet_eta", "jet_phi"} <= set(a.fields):
-        jets = _select(a["jet_pt"] * MEV, a["jet_eta"], a["jet_phi"], "jet", L.N_JETS)
-    met = (ak.to_numpy(a["met_et"] * MEV).astype(np.float32),
-           ak.to_numpy(a["met_phi"]).astype(np.float32))
-    return fill_objects(n, met=met, electrons=electrons, muons=muons, jets=jets)
 
 
 def _arrays(tree: Any, plan: _Plan, start: int, stop: int) -> ak.Array:
     return tree.arrays(plan.branches, entry_start=start, entry_stop=stop, library="ak")
+
+
+def describe_mapping(
+    path: str | os.PathLike[str], key: str | None = None, mapping: Any = None
+) -> dict[str, Any]:
+    """What :func:`read` would map: tree, kind, and per collection the branches and why.
+
+    For ``hepad inspect --mapping``; reads branch metadata only (an RNTuple: one entry).
+    """
+    path = Path(path)
+    spec, key = _mapping(mapping, key)
+    with _open(path) as f:
+        tree, k = _tree(f, path, key)
+        plan = _Plan(tree, path, k, None, spec)
+        out: dict[str, Any] = {"file": str(path), "key": k, "tree_kind": plan.kind,
+                               "container": "RNTuple" if _is_rntuple(tree) else "TTree",
+                               "mapping_file": spec.source if spec is not None else None}
+        if plan.objects is not None:
+            out["collections"] = plan.objects.describe()
+        else:
+            out["collections"] = None
+            out["why_flat"] = ("no jagged electron/muon/jet collection found; numeric scalar branches "
+                               "become features")
+        return out
+
+
+def _mapping(mapping: Any, key: str | None) -> tuple[MappingFile | None, str | None]:
+    spec = None if mapping is None else load_mapping(mapping)
+    if spec is not None and spec.tree is not None and key is None:
+        key = spec.tree
+    return spec, key
 
 
 def read(
@@ -289,12 +376,18 @@ def read(
     key: str | None = None,
     columns: Sequence[str] | None = None,
     entry_range: tuple[int, int | None] | None = None,
+    mapping: Any = None,
 ) -> EventSet:
-    """Read one TTree (or ``entry_range`` of it) into an EventSet."""
+    """Read one TTree or RNTuple (or ``entry_range`` of it) into an EventSet.
+
+    ``mapping`` is a mapping file (path, dict or :class:`~hepad.io.mapping.MappingFile`) for
+    what collection detection cannot decide.
+    """
     path = Path(path)
+    spec, key = _mapping(mapping, key)
     with _open(path) as f:
         tree, k = _tree(f, path, key)
-        plan = _Plan(tree, path, k, columns)
+        plan = _Plan(tree, path, k, columns, spec)
         n = int(tree.num_entries)
         if n == 0:
             raise InputError(f"{path}: tree {k!r} holds no events.")
@@ -308,12 +401,14 @@ def iterate(
     key: str | None = None,
     columns: Sequence[str] | None = None,
     entry_range: tuple[int, int | None] | None = None,
+    mapping: Any = None,
 ) -> Iterator[EventSet]:
     """Yield EventSets of ``chunk_size`` entries, reading the tree by entry ranges."""
     path = Path(path)
+    spec, key = _mapping(mapping, key)
     with _open(path) as f:
         tree, k = _tree(f, path, key)
-        plan = _Plan(tree, path, k, columns)
+        plan = _Plan(tree, path, k, columns, spec)
         n = int(tree.num_entries)
         if n == 0:
             raise InputError(f"{path}: tree {k!r} holds no events.")
@@ -325,9 +420,10 @@ def iterate(
             yield plan.convert(_arrays(tree, plan, lo, min(stop, lo + chunk_size)))
 
 
-def count(path: str | os.PathLike[str], key: str | None = None) -> int:
+def count(path: str | os.PathLike[str], key: str | None = None, mapping: Any = None) -> int:
     """Entries of the chosen tree, from its metadata."""
     path = Path(path)
+    _, key = _mapping(mapping, key)
     with _open(path) as f:
         tree, _ = _tree(f, path, key)
         return int(tree.num_entries)
