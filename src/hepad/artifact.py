@@ -53,6 +53,155 @@ FILES = (DETECTOR, PREPROCESSING, THRESHOLDS, WEIGHTS, HISTORY, METADATA)
 # JSON files larger than this are not a hepad model (guards against parsing huge foreign files).
 _MAX_JSON_BYTES = 64 * 1024 * 1024
 
+#: Load-time limits, checked before anything is allocated: a saved value beyond them is refused
+#: as a damaged or forged model file (no trained hepad model comes near them).
+MAX_THREADS = 1024  # libgomp aborts on absurd thread counts (n_threads=1e6)
+MAX_LAYER_WIDTH = 16384  # units per hidden layer / latent dimension
+MAX_FEATURES = 1_000_000  # inputs per event
+
+# The keys each JSON file may hold (metadata.json and history.json are free-form).
+_KEYS = {
+    MANIFEST: ({"format", "format_version", "detector", "hepad_version", "files"}, {"format", "format_version", "files"}),
+    DETECTOR: ({"name", "params", "fitted", "meta"}, {"name", "params", "fitted"}),
+    DETECTOR + ":fitted": ({"n_features_in", "feature_names_in"}, {"n_features_in", "feature_names_in"}),
+    THRESHOLDS: ({"threshold", "rule"}, {"threshold"}),
+}
+
+
+class _NonFinite:
+    """A NaN/Infinity literal met while parsing (hepad writes JSON with allow_nan=False)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _find_non_finite(obj: Any, where: str = "") -> str | None:
+    if isinstance(obj, _NonFinite):
+        return f"{where or '(top level)'}={obj.text}"
+    if isinstance(obj, dict):
+        items: Any = obj.items()
+    elif isinstance(obj, list):
+        items = enumerate(obj)
+    else:
+        return None
+    for k, v in items:
+        hit = _find_non_finite(v, f"{where}.{k}" if where else str(k))
+        if hit:
+            return hit
+    return None
+
+
+def _check_keys(obj: Any, path: Path, which: str) -> None:
+    allowed, required = _KEYS[which]
+    label = which.partition(":")[2]
+    if not isinstance(obj, dict):
+        raise ModelFileError(f"{path}: {label or 'the file'} is not a JSON object; the model directory is damaged.")
+    unknown = sorted(set(obj) - allowed)
+    if unknown:
+        raise ModelFileError(
+            f"{path}: unknown key {(label + '.') if label else ''}{unknown[0]!r}; a hepad model holds only "
+            f"{', '.join(sorted(allowed))} there. Refusing to load (was it edited?)."
+        )
+    missing = sorted(required - set(obj))
+    if missing:
+        raise ModelFileError(f"{path}: missing key {(label + '.') if label else ''}{missing[0]!r}; save the model again.")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_load_limits(path: Path, params: dict[str, Any], fitted: dict[str, Any]) -> None:
+    """Sizes and thread counts that would allocate or abort before the detector's own checks."""
+    def refuse(key: str, value: Any, rule: str) -> ModelFileError:
+        return ModelFileError(f"{path}: {key}={value!r} is invalid ({rule}); the model file was edited or damaged.")
+
+    n = fitted.get("n_features_in")
+    if not _is_int(n) or not 1 <= n <= MAX_FEATURES:
+        raise refuse("fitted.n_features_in", n, f"an integer in [1, {MAX_FEATURES}]")
+    names = fitted.get("feature_names_in")
+    if not isinstance(names, list) or len(names) != n or not all(isinstance(x, str) for x in names):
+        raise refuse("fitted.feature_names_in", type(names).__name__, f"a list of {n} strings")
+    threads = params.get("n_threads")
+    if threads is not None and (not _is_int(threads) or not 1 <= threads <= MAX_THREADS):
+        raise refuse("params.n_threads", threads, f"an integer in [1, {MAX_THREADS}] or null")
+    hidden = params.get("hidden_layers")
+    if hidden is not None:
+        if not isinstance(hidden, list) or not all(_is_int(h) and 1 <= h <= MAX_LAYER_WIDTH for h in hidden):
+            raise refuse("params.hidden_layers", hidden, f"a list of integers in [1, {MAX_LAYER_WIDTH}]")
+    for key in ("latent_dim",):
+        v = params.get(key)
+        if v is not None and (not _is_int(v) or not 1 <= v <= MAX_LAYER_WIDTH):
+            raise refuse(f"params.{key}", v, f"an integer in [1, {MAX_LAYER_WIDTH}]")
+
+
+def _check_threshold(path: Path, thr: dict[str, Any]) -> None:
+    import math
+
+    t = thr["threshold"]
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
+        raise ModelFileError(
+            f"{path}: threshold={t!r} is invalid (a finite number is needed: NaN accepts nothing, -inf "
+            "accepts everything); set it again with detector.set_threshold and save."
+        )
+    if not isinstance(thr.get("rule", {}), dict):
+        raise ModelFileError(f"{path}: rule must be a JSON object; the model file was edited or damaged.")
+
+
+def _check_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    # Network weights only: tree models store NaN thresholds at their leaves on purpose.
+    for key, a in arrays.items():
+        if not (key.startswith("net.") or ".net." in key):
+            continue
+        if a.dtype.kind in "fc" and a.size and not np.isfinite(a).all():
+            bad = int(a.size - np.isfinite(a).sum())
+            raise ModelFileError(
+                f"{path}: array {key!r} holds {bad} NaN/inf value(s); every score would be NaN. "
+                "The weights are damaged (or training diverged): train the model again."
+            )
+
+
+def _probe_network(path: Path, doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """For torch detectors: build the network on torch's ``meta`` device (no memory) and check its
+    shapes against the saved weights, so forged layer sizes fail before any allocation."""
+    from .detectors.base import _REGISTRY, get_detector_class
+
+    name = doc["name"]
+    if name not in _REGISTRY:
+        return  # detector_from_state gives the error
+    cls = get_detector_class(name)
+    if not callable(getattr(cls, "_build_net", None)):
+        return
+    meta = doc.get("meta") or {}
+    n_in = meta.get("n_inputs") if isinstance(meta, dict) else None
+    if not _is_int(n_in) or not 1 <= n_in <= MAX_FEATURES:
+        raise ModelFileError(f"{path}: meta.n_inputs={n_in!r} is invalid (an integer in [1, {MAX_FEATURES}]).")
+    import torch
+
+    probe = cls()
+    probe.set_params(**(doc.get("params") or {}))
+    probe._validate_params()
+    try:
+        with torch.device("meta"):
+            net = probe._build_net(int(n_in))
+    except HepadError:
+        raise
+    except Exception:  # noqa: BLE001 - a net that cannot be built on meta is checked by load_state_dict
+        log.debug("%s: cannot build %s on the meta device; shapes are checked after building", path, name)
+        return
+    # Compared without unit axes: a 0-d buffer (num_batches_tracked) comes back as shape (1,).
+    def squeeze(shape: Any) -> tuple[int, ...]:
+        return tuple(int(d) for d in shape if d != 1)
+
+    want = {f"net.{k}": squeeze(v.shape) for k, v in net.state_dict().items()}
+    have = {k: squeeze(v.shape) for k, v in arrays.items() if k.startswith("net.")}
+    for key in sorted(set(want) | set(have)):
+        if want.get(key) != have.get(key):
+            raise ModelFileError(
+                f"{path.parent / WEIGHTS}: array {key!r} has shape {have.get(key)} but the parameters in "
+                f"{DETECTOR} need {want.get(key)}; the model files do not belong together."
+            )
+
 
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
@@ -185,9 +334,13 @@ def _read_json(path: Path) -> Any:
     if path.stat().st_size > _MAX_JSON_BYTES:
         raise ModelFileError(f"{path}: too large for a hepad model file; not a hepad model.")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path}: not valid JSON ({exc}); the model directory is damaged.") from None
+        doc = json.loads(path.read_text(encoding="utf-8"), parse_constant=_NonFinite)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ModelFileError(f"{path}: not valid JSON ({type(exc).__name__}: {exc}); the model directory is damaged.") from None
+    hit = _find_non_finite(doc)
+    if hit:
+        raise ModelFileError(f"{path}: {hit} is not a finite number (hepad never writes one); the file was edited or damaged.")
+    return doc
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -214,6 +367,7 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     manifest = _read_json(mpath)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ModelFileError(f"{mpath}: not a hepad model manifest (format is not {FORMAT!r}).")
+    _check_keys(manifest, mpath, MANIFEST)
     version = manifest.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise ModelFileError(f"{mpath}: format_version is missing or not an integer.")
@@ -248,12 +402,31 @@ def _verify(root: Path, manifest: dict[str, Any]) -> None:
         if p.is_symlink() or not p.is_file():
             raise ModelFileError(f"{p}: not a regular file; refusing to load.")
         entry = manifest["files"][name]
+        if isinstance(entry, dict) and set(entry) - {"sha256", "bytes"}:
+            raise ModelFileError(
+                f"{root / MANIFEST}: unknown key files.{name}.{sorted(set(entry) - {'sha256', 'bytes'})[0]!r}; "
+                "refusing to load (was it edited?)."
+            )
         want = entry.get("sha256") if isinstance(entry, dict) else None
         if not isinstance(want, str) or _sha256(p) != want:
             raise ModelFileError(
                 f"{p}: content does not match the sha256 in {MANIFEST}; the file was modified or "
                 "damaged after saving. Refusing to load."
             )
+
+
+def _check_round_trip(root: Path, doc: dict[str, Any], arrays: dict[str, np.ndarray], det: Any) -> None:
+    """Unknown keys of the detector's own state: what the rebuilt detector would not write back."""
+    try:
+        meta2, arrays2 = det._get_state()
+    except Exception:  # noqa: BLE001 - a detector that cannot re-export is reported by its own use
+        return
+    extra = sorted(set(doc.get("meta") or {}) - set(meta2))
+    if extra:
+        raise ModelFileError(f"{root / DETECTOR}: unknown key meta.{extra[0]!r} for a {doc['name']!r} detector; refusing to load (was it edited?).")
+    extra = sorted(set(arrays) - set(arrays2))
+    if extra:
+        raise ModelFileError(f"{root / WEIGHTS}: unknown array {extra[0]!r} for a {doc['name']!r} detector; refusing to load (was it edited?).")
 
 
 def load(path: str | os.PathLike[str]) -> Any:
@@ -293,12 +466,26 @@ def load(path: str | os.PathLike[str]) -> Any:
         arrays = load_file(str(root / WEIGHTS))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelFileError(f"{root / WEIGHTS}: not a readable safetensors file ({exc}).") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
+    _check_keys(doc, root / DETECTOR, DETECTOR)
+    if not isinstance(doc.get("name"), str):
         raise ModelFileError(f"{root / DETECTOR}: has no detector name.")
     if doc["name"] != manifest.get("detector"):
         raise ModelFileError(f"{root / DETECTOR}: detector {doc['name']!r} does not match the manifest.")
-    if not isinstance(thr, dict) or "threshold" not in thr:
-        raise ModelFileError(f"{root / THRESHOLDS}: has no threshold.")
+    if not isinstance(doc["params"], dict) or not isinstance(doc.get("meta") or {}, dict):
+        raise ModelFileError(f"{root / DETECTOR}: params and meta must be JSON objects; the model file is damaged.")
+    _check_keys(doc["fitted"], root / DETECTOR, DETECTOR + ":fitted")
+    _check_keys(thr, root / THRESHOLDS, THRESHOLDS)
+    _check_threshold(root / THRESHOLDS, thr)
+    _check_load_limits(root / DETECTOR, doc["params"], doc["fitted"])
+    if hist is not None and not isinstance(hist, dict):
+        raise ModelFileError(f"{root / HISTORY}: not a JSON object; the model directory is damaged.")
+    _check_arrays(root / WEIGHTS, arrays)
+    try:
+        _probe_network(root / DETECTOR, doc, arrays)
+    except ModelFileError:
+        raise
+    except HepadError as exc:
+        raise ModelFileError(f"{root / DETECTOR}: {exc}") from None
     try:
         fitted = dict(doc.get("fitted") or {})
         fitted.update(
@@ -320,6 +507,7 @@ def load(path: str | os.PathLike[str]) -> Any:
             f"{root}: cannot rebuild the {doc['name']!r} detector from {DETECTOR} and {WEIGHTS} "
             f"({type(exc).__name__}: {exc})."
         ) from None
+    _check_round_trip(root, doc, arrays, det)
     versions = meta.get("versions") if isinstance(meta, dict) else None
     saved = versions.get("hepad") if isinstance(versions, dict) else None
     if saved and saved != __version__:

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, DependencyError, InputError, closest
+from .errors import ConfigError, DependencyError, InputError, ModelFileError, closest
 
 log = logging.getLogger(__name__)
 
@@ -310,10 +310,16 @@ def make_scorer(
 def _scorer_from_onnx_file(path: Path, engine: str, threads: int, batch_size: int) -> Scorer:
     if engine not in ("auto", "onnx"):
         raise ConfigError(f"{path}: an .onnx file runs on the onnx engine only, not {engine!r}.")
-    from .export.onnx import read_onnx_metadata
+    from .export.onnx import read_onnx_file
 
-    meta = read_onnx_metadata(path)
-    session = _ort_session(path.read_bytes(), threads)
+    data, meta = read_onnx_file(path)  # verified against its sha256; the same bytes run
+    try:
+        session = _ort_session(data, threads)
+    except DependencyError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own Fail/InvalidGraph types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{path}: ONNX Runtime cannot load it ({first[:200]}); export the model again.") from None
     shape = session.get_inputs()[0].shape
     n_features = int(shape[1]) if len(shape) == 2 and isinstance(shape[1], int) else len(meta["feature_names"])
     return Scorer(

@@ -10,6 +10,13 @@ axis is dynamic. The model's threshold, feature names and provenance ride along 
     sess = ort.InferenceSession("model.onnx")
     meta = sess.get_modelmeta().custom_metadata_map
     accept = sess.run(None, {"input": x})[0] > float(meta["hepad.threshold"])
+
+Integrity: the last metadata entry, ``hepad.sha256``, is the SHA-256 of the whole serialised file
+with that entry's 64 hex digits replaced by ``0`` characters, so it covers the graph, the weights
+and every other metadata entry. :func:`read_onnx_file` (used by ``hepad trigger``, ``hepad score``
+and :func:`hepad.make_scorer`) recomputes it and refuses a file that does not match: one flipped
+byte is a clean :class:`~hepad.errors.ModelFileError`, never a silently different trigger. New
+metadata entries go into :func:`_metadata` (they are then covered); ``hepad.sha256`` is set last.
 """
 
 from __future__ import annotations
@@ -27,13 +34,46 @@ from ..errors import ConfigError, DependencyError, ModelFileError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["export_onnx", "onnx_model_bytes", "read_onnx_metadata", "INPUT_NAME", "OUTPUT_NAME", "DEFAULT_OPSET"]
+__all__ = [
+    "export_onnx", "onnx_model_bytes", "read_onnx_metadata", "read_onnx_file", "INPUT_NAME", "OUTPUT_NAME",
+    "DEFAULT_OPSET",
+]
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "score"
 #: ONNX opset of the exported graph: supported by every current ONNX Runtime and by hls4ml's tools.
 DEFAULT_OPSET = 17
 _PREFIX = "hepad."
+_SHA_KEY = _PREFIX + "sha256"
+_SHA_PLACEHOLDER = "0" * 64
+#: ONNX files larger than this are not a hepad export (guards against reading huge foreign files).
+_MAX_ONNX_BYTES = 2 * 1024**3
+
+
+def _file_digest(data: bytes, digest_at: int) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(data[:digest_at])
+    h.update(_SHA_PLACEHOLDER.encode())
+    h.update(data[digest_at + 64 :])
+    return h.hexdigest()
+
+
+def _seal(model: Any) -> bytes:
+    """Serialise ``model`` with its ``hepad.sha256`` entry (see the module docstring)."""
+    prop = model.metadata_props.add()
+    prop.key, prop.value = _SHA_KEY, _SHA_PLACEHOLDER
+    data = model.SerializeToString()
+    # metadata_props (field 14) are serialised after the graph (field 7): the last occurrence of
+    # key + value is this entry.
+    entry = _SHA_KEY.encode() + b"\x12\x40" + _SHA_PLACEHOLDER.encode()
+    at = data.rfind(entry)
+    if at < 0:  # pragma: no cover - protobuf wire format of a string map entry
+        raise RuntimeError("cannot locate the sha256 entry in the serialised ONNX model")
+    at += len(entry) - 64
+    digest = _file_digest(data, at)
+    return data[:at] + digest.encode() + data[at + 64 :]
 
 
 def _resolve(detector_or_path: Any) -> Any:
@@ -107,7 +147,7 @@ def onnx_model_bytes(detector: Any, *, opset: int = DEFAULT_OPSET) -> bytes:
         prop = model.metadata_props.add()
         prop.key, prop.value = key, value
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    return _seal(model)
 
 
 def export_onnx(detector_or_path: Any, path: str | os.PathLike[str], *, opset: int = DEFAULT_OPSET) -> Path:
@@ -140,21 +180,61 @@ def export_onnx(detector_or_path: Any, path: str | os.PathLike[str], *, opset: i
 def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The hepad metadata of an exported ONNX file: threshold, feature_names, detector, params...
 
+    The file's ``hepad.sha256`` is verified first (see :func:`read_onnx_file`).
+
     Raises
     ------
     ModelFileError
-        The file is not a readable ONNX model or was not written by hepad.
+        The file is not a readable ONNX model, was not written by hepad, or was modified.
     """
+    return read_onnx_file(path)[1]
+
+
+def read_onnx_file(path: str | os.PathLike[str]) -> tuple[bytes, dict[str, Any]]:
+    """The verified bytes and hepad metadata of an exported ONNX file (read once: what is checked
+    is what runs).
+
+    Raises
+    ------
+    ModelFileError
+        One line naming the file: unreadable, not ONNX, no hepad metadata, a sha256 that does
+        not match the content, or metadata values out of range.
+    """
+    import math
+
     import onnx
 
     p = Path(path)
     try:
-        model = onnx.load(str(p), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError, OSError...
-        raise ModelFileError(f"{p}: not a readable ONNX model ({exc.__class__.__name__}: {exc}).") from None
-    props = {m.key[len(_PREFIX):]: m.value for m in model.metadata_props if m.key.startswith(_PREFIX)}
+        if p.stat().st_size > _MAX_ONNX_BYTES:
+            raise ModelFileError(f"{p}: too large for a hepad ONNX export ({p.stat().st_size} bytes).")
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ModelFileError(f"{p}: cannot read ({exc.strerror or exc}).") from None
+    try:
+        model = onnx.load_from_string(data)
+    except Exception as exc:  # noqa: BLE001 - onnx raises DecodeError, RuntimeError...
+        raise ModelFileError(f"{p}: not a readable ONNX model ({exc.__class__.__name__}); export it again.") from None
+    props: dict[str, str] = {}
+    for m in model.metadata_props:
+        if m.key.startswith(_PREFIX):
+            if m.key[len(_PREFIX):] in props:
+                raise ModelFileError(f"{p}: metadata key {m.key!r} appears twice; the file was modified. Export it again.")
+            props[m.key[len(_PREFIX):]] = m.value
     if "feature_names" not in props:
         raise ModelFileError(f"{p}: no hepad metadata; export it with `hepad export onnx MODEL -o {p.name}`.")
+    digest = props.pop("sha256", None)
+    if digest is None:
+        raise ModelFileError(
+            f"{p}: no {_SHA_KEY} integrity entry (exported by an older hepad, or modified); export it again "
+            f"with `hepad export onnx MODEL -o {p.name}`."
+        )
+    at = data.rfind(digest.encode()) if len(digest) == 64 else -1
+    if at < 0 or _file_digest(data, at) != digest:
+        raise ModelFileError(
+            f"{p}: content does not match its {_SHA_KEY}; the file was modified or damaged after export. "
+            "Refusing to run it; export the model again."
+        )
     out: dict[str, Any] = dict(props)
     try:
         out["feature_names"] = json.loads(props["feature_names"])
@@ -162,8 +242,11 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         for key in ("params", "threshold_rule"):
             if key in props:
                 out[key] = json.loads(props[key])
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         raise ModelFileError(f"{p}: malformed hepad metadata ({exc}); export the model again.") from None
-    if not isinstance(out["feature_names"], list):
-        raise ModelFileError(f"{p}: malformed hepad metadata (feature_names is not a list); export the model again.")
-    return out
+    names = out["feature_names"]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ModelFileError(f"{p}: malformed hepad metadata (feature_names is not a list of names); export the model again.")
+    if out["threshold"] is not None and not math.isfinite(out["threshold"]):
+        raise ModelFileError(f"{p}: hepad.threshold={props['threshold']} is not finite; export the model again.")
+    return data, out
