@@ -58,8 +58,15 @@ def run_demo(
     out = Path(out)
     names = list(detectors or default_detectors())
 
-    stage(f"Building the '{size}' dataset (cached after the first run)")
-    paths = build_dataset(size, data_dir, progress=lambda done, total: tick(done, total))
+    if size == "adc2021":  # the challenge's own files, from `hepad dataset download adc2021`
+        from .download import adc2021_paths
+        from .generate import default_dataset_dir
+
+        stage("Using the downloaded ADC2021 dataset")
+        paths = adc2021_paths(data_dir if data_dir is not None else default_dataset_dir("adc2021"))
+    else:
+        stage(f"Building the '{size}' dataset (cached after the first run)")
+        paths = build_dataset(size, data_dir, progress=lambda done, total: tick(done, total))
     missing = [s for s in ("sm_train", "sm_val", "sm_test", *SIGNALS) if s not in paths]
     if missing:
         raise hepad.HepadError(f"The dataset lacks {', '.join(missing)}; delete {paths and next(iter(paths.values())).parent} and rerun.")
@@ -98,8 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import HepadError
 
     parser = argparse.ArgumentParser(prog="python -m hepad.demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--size", default="small", choices=["tiny", "small", "medium", "large"],
-                        help="benchmark size (default small)")
+    parser.add_argument("--size", default="small", choices=["tiny", "small", "medium", "large", "adc2021"],
+                        help="benchmark size (default small); adc2021: the downloaded challenge files")
     parser.add_argument("--out", default="demo-output", help="output folder (default ./demo-output)")
     parser.add_argument("--detectors", default=None,
                         help=f"comma-separated detectors (default {','.join(default_detectors())})")

@@ -11,7 +11,7 @@ from ..errors import HepadError
 from ._app import app, err_console, verbose
 
 # Each module adds its commands to ``app``.
-from . import _io, _generate, _train, _evaluate, _deploy, _score  # noqa: E402,F401
+from . import _io, _generate, _train, _evaluate, _deploy, _score, _download  # noqa: E402,F401
 
 __all__ = ["app", "run"]
 

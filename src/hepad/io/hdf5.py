@@ -9,6 +9,13 @@ then the only 2-D/3-D dataset. Files holding only train/validation/test splits (
 ``X_val``, ``X_test``, as written by the ADC2021 tutorials) need ``key=``; the error lists them
 with their shapes. A flat dataset of 57 columns without stored names gets the ADC2021 flat
 names (``MET_pt``, ``MET_eta``, ...).
+
+The ADC2021 Zenodo files (background, signals, black boxes) hold ``Particles`` as float64 next
+to ``Particles_Names`` (Pt, Eta, Phi, Class) and ``Particles_Classes`` (MET_class_1, ...); both
+are checked against the layout and kept in the provenance, as is the presence of a black box's
+``EvtId``. Tutorial splits of shape (N, 19, 3) (``X_train``/``X_val``/``X_test``/``Data`` of the
+convolutional example, type column dropped) read as the object layout with the type restored
+from the slot; (N, 57) splits read as the 57 flat inputs.
 """
 
 from __future__ import annotations
@@ -167,6 +174,61 @@ def _fixed(strings: Sequence[str]) -> np.ndarray:
     return np.asarray(enc, dtype=f"S{max([1] + [len(e) for e in enc])}")
 
 
+def _typeless(ds: h5py.Dataset, key: str) -> bool:
+    """A tutorial split (X_train, ..., Data) of shape (N, 19, 3): the layout without its type
+    column (the ADC2021 example code drops it with ``[:, :, :-1]``); the slot implies the type."""
+    return key in SPLIT_KEYS + ("Data",) and ds.ndim == 3 and ds.shape[1:] == (L.N_SLOTS, 3)
+
+
+def _with_types(data: np.ndarray) -> np.ndarray:
+    out = np.zeros(data.shape[:2] + (L.N_COLUMNS,), dtype=np.float32)
+    out[:, :, :3] = data
+    filled = data[:, :, 0] > 0
+    filled[:, L.MET_SLOT] = True
+    out[:, :, 3] = np.where(filled, np.asarray(L.SLOT_TYPES, dtype=np.float32), 0.0)
+    return out
+
+
+def _text_list(f: h5py.File, name: str) -> list[str] | None:
+    if name not in f or not isinstance(f[name], h5py.Dataset) or f[name].ndim != 1 or f[name].shape[0] > 64:
+        return None
+    try:
+        return [_text(v) for v in f[name][()]]
+    except (OSError, ValueError, RuntimeError, TypeError):
+        return None
+
+
+#: What the ADC2021 Zenodo files store beside ``Particles``.
+ADC_PARTICLE_NAMES = ("pt", "eta", "phi", "class")
+ADC_PARTICLE_CLASSES = ("met_class_1", "four_ele_class_2", "four_mu_class_3", "ten_jet_class_4")
+
+
+def _adc_metadata(f: h5py.File, path: Path, key: str) -> dict:
+    """``Particles_Names`` / ``Particles_Classes`` (checked) and black-box ``EvtId``, when present."""
+    if key != OBJECT_KEY:
+        return {}
+    out: dict = {}
+    names = _text_list(f, "Particles_Names")
+    if names is not None:
+        if tuple(n.strip().lower() for n in names) != ADC_PARTICLE_NAMES:
+            raise FormatError(
+                f"{path}: Particles_Names is {names}; hepad reads the ADC2021 column order "
+                "(Pt, Eta, Phi, Class). Reorder the columns of Particles to that order."
+            )
+        out["particles_names"] = names
+    classes = _text_list(f, "Particles_Classes")
+    if classes is not None:
+        if tuple(c.strip().lower() for c in classes) != ADC_PARTICLE_CLASSES:
+            raise FormatError(
+                f"{path}: Particles_Classes is {classes}; the ADC2021 layout is "
+                "MET_class_1, Four_Ele_class_2, Four_Mu_class_3, Ten_Jet_class_4 (slots 0, 1-4, 5-8, 9-18)."
+            )
+        out["particles_classes"] = classes
+    if "EvtId" in f and isinstance(f["EvtId"], h5py.Dataset):
+        out["event_ids"] = "EvtId"  # black-box files: one id per event, kept in the file
+    return out
+
+
 def _check_dataset(ds: h5py.Dataset, path: Path, key: str) -> None:
     shape = ds.shape
     if shape is None or len(shape) not in (2, 3):
@@ -174,7 +236,7 @@ def _check_dataset(ds: h5py.Dataset, path: Path, key: str) -> None:
             f"{path}: dataset {key!r} has shape {shape}; expected (N, 19, 4) objects or "
             "(N, F) features."
         )
-    if len(shape) == 3 and shape[1:] != (L.N_SLOTS, L.N_COLUMNS):
+    if len(shape) == 3 and shape[1:] != (L.N_SLOTS, L.N_COLUMNS) and not _typeless(ds, key):
         hint = ""
         if shape[1:] == (L.N_SLOTS, 3):
             hint = " (19 x 3 without the type column: reshape it to (N, 57) flat features)"
@@ -232,6 +294,10 @@ def _read_block(
         ) from None
     if idx is not None:
         data = data[:, idx]
+    prov = {**_provenance(f, path, key), **_adc_metadata(f, path, key)}
+    if _typeless(ds, key):
+        data = _with_types(data)
+        prov["type_column"] = "added from the slot (the file holds (N, 19, 3))"
     n_total = ds.shape[0]
     try:
         side = {name: _side(f, name, sel, n_total) for name in _SIDE_KEYS}
@@ -239,7 +305,7 @@ def _read_block(
         raise FormatError(
             f"{path}: cannot read labels/weights/process ({exc}); the file may be corrupt."
         ) from None
-    return EventSet(data=data, feature_names=names, provenance=_provenance(f, path, key), **side)
+    return EventSet(data=data, feature_names=names, provenance=prov, **side)
 
 
 def read(
