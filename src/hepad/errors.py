@@ -45,6 +45,11 @@ class ModelFileError(HepadError):
     """A model directory is missing files, was tampered with, or is not a hepad model."""
 
 
+class OutputError(HepadError):
+    """An output path cannot be used: it is an input, exists (without --force), is locked by
+    another run, or lies where nothing can be written."""
+
+
 class GenerationError(HepadError):
     """Event generation failed (bad card line, Pythia initialisation failure)."""
 

@@ -1,48 +1,111 @@
 """The ``hepad`` command line: a thin typer layer over the public Python API.
 
 Parse -> configuration -> library call. Nothing below this package sees typer.
+
+Exit codes: 0 success; 1 a :class:`~hepad.errors.HepadError` (one line: the file or value and
+what to do); 2 a usage error (the usage line, the error and a "did you mean" hint) or an internal
+error (a bug: one line, the traceback with ``-v``); 130 interrupted (Ctrl-C), with one line
+saying what was kept and how to resume.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 from ..errors import HepadError
-from ._app import app, err_console, verbose
+from ._app import app, err_console, flush_warnings, interrupt_hint, verbose
 
 # Each module adds its commands to ``app``.
 from . import _io, _generate, _train, _evaluate, _deploy, _score, _download  # noqa: E402,F401
 
-__all__ = ["app", "run"]
+__all__ = ["app", "run", "main"]
 
 
-def run() -> None:
-    """Console entry point: one-line errors on stderr, non-zero exit, traceback with -v."""
+def _click_exceptions():
+    try:  # typer >= 0.2x vendors click
+        from typer._click import exceptions as ce
+    except ImportError:  # pragma: no cover - older typer on real click
+        from click import exceptions as ce
+    return ce
+
+
+def _usage_error(exc) -> int:
+    """The usage line, the error on one line, and a hint; exit 2."""
+    ce = _click_exceptions()
+    ctx = getattr(exc, "ctx", None)
+    msg = exc.format_message().replace("\n", " ")
+    hint = ""
+    if isinstance(exc, ce.NoSuchOption) and not getattr(exc, "possibilities", None) and ctx is not None:
+        from ..errors import closest
+
+        names = [o for p in ctx.command.params for o in (*p.opts, *getattr(p, "secondary_opts", ())) if o.startswith("--")]
+        hint = closest(exc.option_name, names)
+    elif ctx is not None and "No such command" in msg and "Did you mean" not in msg and hasattr(ctx.command, "list_commands"):
+        from ..errors import closest
+
+        name = msg.split("'")[1] if "'" in msg else ""
+        hint = closest(name, ctx.command.list_commands(ctx))
+    if ctx is not None:
+        print(ctx.get_usage(), file=sys.stderr)
+        help_opt = ctx.help_option_names[0] if ctx.help_option_names else "--help"
+        hint += f" Run '{ctx.command_path} {help_opt}' for the options and an example."
+    print(f"hepad: error: {msg}{hint}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line on ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    Prints results on stdout and one line per error on stderr; never raises (except
+    ``SystemExit`` from the commands themselves).
+    """
+    ce = _click_exceptions()
+    args = list(sys.argv[1:] if argv is None else argv)
+    ok = False
     try:
-        app(standalone_mode=False)
+        try:
+            rv = app(args=args, prog_name="hepad", standalone_mode=False)
+        except KeyboardInterrupt:
+            rv = 130
+        if rv == 130:  # typer turns KeyboardInterrupt into Exit(130) and returns the code
+            print(f"hepad: interrupted; {interrupt_hint()}", file=sys.stderr)
+            return 130
+        ok = True
+        return int(rv) if isinstance(rv, int) and not isinstance(rv, bool) else 0
     except HepadError as exc:
         if verbose():
             err_console.print_exception()
         msg = str(exc).replace("\n", " ")
         print(f"hepad: error: {msg}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("hepad: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click's usage errors and the unexpected
-        import click
+        return 1
+    except SystemExit as exc:
+        ok = exc.code in (0, None)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except ce.UsageError as exc:
+        return _usage_error(exc)
+    except ce.ClickException as exc:
+        print(f"hepad: error: {exc.format_message()}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:  # the unexpected: a bug
+        import typer
 
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            print("hepad: aborted", file=sys.stderr)
-            sys.exit(1)
+        if isinstance(exc, typer.Exit):
+            ok = exc.exit_code == 0
+            return exc.exit_code
+        if isinstance(exc, typer.Abort):
+            print(f"hepad: interrupted; {interrupt_hint()}", file=sys.stderr)
+            return 130
         if verbose():
             raise
-        print(f"hepad: internal error: {exc.__class__.__name__}: {exc} (run with -v for the traceback)", file=sys.stderr)
-        sys.exit(2)
+        text = str(exc).replace("\n", " ")
+        print(f"hepad: internal error: {exc.__class__.__name__}: {text} (a bug: please report it; "
+              "run with -v for the traceback)", file=sys.stderr)
+        return 2
+    finally:
+        flush_warnings(show=ok or verbose())
+
+
+def run() -> None:
+    """Console entry point."""
+    sys.exit(main())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 
 import typer
 from rich.console import Console
@@ -27,11 +29,57 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
-_STATE = {"verbose": False}
+_STATE: dict = {"verbose": False, "hint": None, "warnings": []}
 
 
 def verbose() -> bool:
     return _STATE["verbose"]
+
+
+def set_interrupt_hint(hint) -> None:
+    """What the Ctrl-C line says was kept and how to resume: a string or a callable giving one."""
+    _STATE["hint"] = hint
+
+
+def interrupt_hint() -> str:
+    hint = _STATE.get("hint")
+    _STATE["hint"] = None
+    if callable(hint):
+        try:
+            hint = hint()
+        except Exception:  # the hint must never hide the interrupt
+            hint = None
+    return hint or "nothing was written."
+
+
+class _BufferedWarnings(logging.Handler):
+    """Warnings of a command, printed one line each when it ends.
+
+    Held back until the command finishes so that an error is the only line a failed command
+    prints (a warning that led to the error would only repeat it); shown with -v in any case.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            msg = record.getMessage()
+        except Exception:  # pragma: no cover - a malformed log call
+            msg = str(record.msg)
+        _STATE["warnings"].append(" ".join(msg.split()))
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    # Python warnings (numpy overflow, library deprecations) as one log line, no source lines.
+    logging.getLogger("py.warnings").warning("%s: %s", category.__name__, " ".join(str(message).split()))
+
+
+def flush_warnings(show: bool = True) -> None:
+    """Print the held-back warnings (one line each) and forget them."""
+    import sys
+
+    pending, _STATE["warnings"] = _STATE["warnings"], []
+    if show:
+        for line in dict.fromkeys(pending):  # each distinct warning once
+            print(f"hepad: warning: {line}", file=sys.stderr)
 
 
 def _version_callback(value: bool) -> None:
@@ -54,6 +102,15 @@ def main(
     from .._logging import setup_logging
 
     setup_logging(_STATE["verbose"])
+    _STATE["warnings"] = []
+    _STATE["hint"] = None
+    warnings.showwarning = _one_line_warning
+    if not _STATE["verbose"]:
+        root = logging.getLogger()
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        handler = _BufferedWarnings(level=logging.WARNING)
+        root.addHandler(handler)
 
 
 def progress(**kwargs):

@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 import typer
 
+from .._outputs import writing
 from ..errors import ConfigError
 from ._app import app, console, err_console
 
@@ -45,6 +46,7 @@ def export_onnx_cmd(
     model: Path = typer.Argument(..., help=_MODEL_HELP, show_default=False),
     output: Path = typer.Option(..., "--output", "-o", help="ONNX file to write (atomically).", show_default=False),
     opset: int = typer.Option(17, "--opset", min=9, help="ONNX opset version."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
 ) -> None:
     """Export a model to ONNX: raw inputs in (preprocessing folded in), anomaly score out.
 
@@ -57,8 +59,9 @@ def export_onnx_cmd(
     from ..engine import make_scorer
     from ..export.onnx import export_onnx
 
-    det = hepad.load(model)
-    path = export_onnx(det, output, opset=opset)
+    with writing(output, inputs=[model], force=force, what="ONNX file"):
+        det = hepad.load(model)
+        path = export_onnx(det, output, opset=opset)
     X = _check_events(det.n_features_in_)
     ref = det.score_samples(X)
     got = make_scorer(path, threads=1)(X)
@@ -84,6 +87,7 @@ def export_hls_cmd(
     ),
     part: Optional[str] = typer.Option(None, "--part", help="FPGA part (default: hls4ml's Vitis default)."),
     compile: bool = typer.Option(True, "--compile/--no-compile", help="Compile the C simulation (g++) and check it."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing project folder."),
 ) -> None:
     """Write an hls4ml project (Vitis, io_parallel) and compare its bit-accurate C simulation with PyTorch.
 
@@ -92,11 +96,9 @@ def export_hls_cmd(
     import hepad
     from ..export.hls import export_hls
 
-    det = hepad.load(model)
-    with err_console.status("converting with hls4ml and compiling the C simulation (g++)..."):
-        hm = export_hls(det, output, precision=precision, reuse_factor=reuse_factor,
-                        fold_preprocessing=not inputs_scaled, input_precision=input_precision, part=part,
-                        compile=compile)
+    with writing(output, kind="dir", inputs=[model], force=force, what="hls4ml project folder"):
+        det = hepad.load(model)
+        hm = _export_hls(det, output, precision, reuse_factor, inputs_scaled, input_precision, part, compile)
     console.print(f"wrote hls4ml project {hm.output_dir} ({hm.precision}, inputs {hm.input_precision}, "
                   f"{'raw: scaling folded into layer 1' if hm.folded else 'scaled'}; score after the FPGA: {hm.kind})")
     if compile:
@@ -107,19 +109,42 @@ def export_hls_cmd(
         console.print(f"C simulation vs PyTorch on 1,000 toy events: score correlation {corr:.5f}")
 
 
+def _export_hls(det, output, precision, reuse_factor, inputs_scaled, input_precision, part, compile):
+    from ..export.hls import export_hls
+
+    with err_console.status("converting with hls4ml and compiling the C simulation (g++)..."):
+        hm = export_hls(det, output, precision=precision, reuse_factor=reuse_factor,
+                        fold_preprocessing=not inputs_scaled, input_precision=input_precision, part=part,
+                        compile=compile)
+    return hm
+
+
 @export_app.command("hls-scan")
 def export_hls_scan_cmd(
     model: Path = typer.Argument(..., help=_MODEL_HELP, show_default=False),
     background: Path = typer.Option(..., "--background", "-b", help="Background events (held out).", show_default=False),
-    signal_files: list[str] = typer.Option(..., "--signal", "-s", help="NAME=FILE signal events; repeatable.", show_default=False),
+    signal_files: list[str] = typer.Option(..., "--signal", "-s", help="Signal events as NAME=FILE, or just FILE (named by its stem); repeatable.", show_default=False),
     output: Path = typer.Option(..., "--output", "-o", help="Folder for scan.json, scan.csv, scan.png and the projects.", show_default=False),
     precisions: Optional[str] = typer.Option(
         None, "--precisions", help="Comma-separated types, e.g. 'ap_fixed<10,6>,ap_fixed<16,6>' (default: W=8..24, I=6)."
     ),
     max_events: int = typer.Option(5000, "--max-events", min=100, help="Events per file (the C simulation runs ~2k events/s)."),
     fpr: float = typer.Option(1e-4, "--fpr", help="Background efficiency of the TPR working point."),
+    force: bool = typer.Option(False, "--force", help="Write into an existing non-empty output folder."),
 ) -> None:
-    """Precision scan: total bits vs AUC and TPR loss relative to the float model, per signal."""
+    """Precision scan: total bits vs AUC and TPR loss relative to the float model, per signal.
+
+    Example: hepad export hls-scan model/ -b sm_test.h5 -s ato4l=ato4l.h5 -o scan/ --precisions 'ap_fixed<10,6>,ap_fixed<16,6>'
+    """
+    from ._evaluate import _signals
+
+    named = _signals(signal_files)
+    with writing(output, kind="dir", inputs=[model, background, *named.values()], force=force,
+                 what="scan folder"):
+        _hls_scan(model, background, named, output, precisions, max_events, fpr)
+
+
+def _hls_scan(model, background, named, output, precisions, max_events, fpr):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -130,12 +155,7 @@ def export_hls_scan_cmd(
     from ..export.hls import SCAN_PRECISIONS, plot_precision_scan, precision_scan
 
     det = hepad.load(model)
-    sigs = {}
-    for item in signal_files:
-        if "=" not in item:
-            raise ConfigError(f"--signal {item!r}: write NAME=FILE.")
-        name, path = item.split("=", 1)
-        sigs[name] = hepad.read_events(path, entry_range=(0, max_events))
+    sigs = {name: hepad.read_events(path, entry_range=(0, max_events)) for name, path in named.items()}
     bkg = hepad.read_events(background, entry_range=(0, max_events))
     precs = tuple(re.findall(r"ap_u?fixed<[^>]*>", precisions.replace(" ", ""))) if precisions else SCAN_PRECISIONS
     if not precs:
@@ -195,6 +215,7 @@ def trigger_cmd(
     rotate_events: int = typer.Option(10_000, "--rotate-events", min=1, help="Accepted events per output file."),
     rotate_seconds: float = typer.Option(60.0, "--rotate-seconds", help="Write a file at least this often."),
     status_interval: float = typer.Option(1.0, "--status-interval", help="Seconds between status updates."),
+    force: bool = typer.Option(False, "--force", help="Write into an existing non-empty output folder."),
 ) -> None:
     """Streaming trigger emulator: score arriving events, hold a target accept rate, write accepted events.
 
@@ -203,6 +224,20 @@ def trigger_cmd(
 
     Example: hepad trigger model/ --source zmq:tcp://127.0.0.1:5555 --target-rate-hz 1000 -o accepted/
     """
+    from ..trigger import run_trigger
+
+    inputs = [model]
+    if source.startswith("replay:"):
+        replay = source[len("replay:"):]
+        inputs.append(replay.rsplit("@", 1)[0] if "@" in replay and not Path(replay).exists() else replay)
+    with writing(output, kind="dir", inputs=inputs, force=force, what="trigger output folder", keep_partial=True):
+        summary = _trigger(model, source, output, target_rate_hz, collision_rate_hz, batch_size, max_latency_ms,
+                           max_events, engine, threads, window_events, rotate_events, rotate_seconds, status_interval)
+    _print_trigger_summary(summary, output)
+
+
+def _trigger(model, source, output, target_rate_hz, collision_rate_hz, batch_size, max_latency_ms, max_events,
+             engine, threads, window_events, rotate_events, rotate_seconds, status_interval):
     from ..trigger import run_trigger
 
     tty = err_console.is_terminal
@@ -236,7 +271,10 @@ def trigger_cmd(
     finally:
         if live is not None:
             live.stop()
-    s = summary
+    return summary
+
+
+def _print_trigger_summary(s, output) -> None:
     after = (
         f"{s.accept_fraction_after_warmup:.4g} after warm-up" if s.processed_after_warmup
         else f"n/a after warm-up (fewer events than the {s.window_events:,}-event window)"
@@ -258,14 +296,14 @@ def stream_cmd(
     file: Path = typer.Argument(..., help="Events to send (any format hepad reads).", show_default=False),
     to: str = typer.Option(..., "--to", help="zmq:tcp://HOST:PORT of the trigger.", show_default=False),
     rate_hz: Optional[float] = typer.Option(None, "--rate-hz", help="Events per second (default: as fast as possible)."),
-    batch: int = typer.Option(1000, "--batch", min=1, help="Events per message."),
+    batch: int = typer.Option(1000, "--batch-size", min=1, help="Events per message."),
     max_events: Optional[int] = typer.Option(None, "--max-events", min=1, help="Send at most this many events."),
     bind: bool = typer.Option(False, "--bind", help="Bind the endpoint (for a trigger using zmq+connect:)."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Give up when the trigger takes nothing for this many seconds."),
 ) -> None:
     """Send a file's events to a trigger over ZeroMQ (PUSH), then an end-of-stream message.
 
-    Example: hepad stream sm_test.h5 --to zmq:tcp://127.0.0.1:5555 --rate-hz 1e6 --batch 1000
+    Example: hepad stream sm_test.h5 --to zmq:tcp://127.0.0.1:5555 --rate-hz 1e6 --batch-size 1000
     """
     from ..trigger import stream_events
 

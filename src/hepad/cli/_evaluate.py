@@ -10,6 +10,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
+from .._outputs import writing
 from ..errors import ConfigError
 from ._app import app, console, err_console, progress, verbose
 
@@ -90,6 +91,7 @@ def evaluate_cmd(
     tsne: bool = typer.Option(True, "--tsne/--no-tsne", help="Include the t-SNE latent view (a few seconds)."),
     style: str = typer.Option("CMS", "--style", help=_STYLE_HELP),
     open_data: bool = typer.Option(False, "--open-data", help="Label plots 'Open Data' instead of 'Simulation'."),
+    force: bool = typer.Option(False, "--force", help="Write into an existing non-empty output folder."),
 ) -> None:
     """Evaluate a trained detector on background and signal files.
 
@@ -100,8 +102,32 @@ def evaluate_cmd(
     _quiet_matplotlib()
     fprs = _fprs(fpr)
     sigs = _signals(signal)
+    inputs = _event_inputs(background, sigs)
     show = err_console.is_terminal or verbose()
     t0 = time.perf_counter()
+    with writing(output, kind="dir", inputs=[model, *inputs], force=force, what="evaluation folder"):
+        written, result = _evaluate(model, background, sigs, output, scheduler, fprs, max_events, no_plots,
+                                    tsne, report, style, open_data, show)
+    print_table(result.table(), fprs, title=f"{result.detector} on {len(sigs)} signal(s)")
+    err_console.print(f"wrote {output}/ ({len(written)} files) in {time.perf_counter() - t0:.1f} s")
+    if "report.html" in written:
+        console.print(f"report: {written['report.html']}")
+
+
+def _event_inputs(background: list[str], sigs: dict[str, str]) -> list[Path]:
+    """Every event file named (globs expanded), checked to be files, for the output policy."""
+    from .._outputs import check_inputs_exist
+    from ..scoring import expand_files
+
+    specs = [*background, *sigs.values()]
+    check_inputs_exist(specs)
+    return expand_files(specs)
+
+
+def _evaluate(model, background, sigs, output, scheduler, fprs, max_events, no_plots, tsne, report, style,
+              open_data, show):
+    from .. import evaluation as E
+
     if scheduler is not None:
         with progress(disable=not show) as bar:
             task = bar.add_task("evaluating on the cluster", total=None)
@@ -126,10 +152,23 @@ def evaluate_cmd(
             written = result.save(output, plots=not no_plots, report=report, experiment=style, data=open_data)
     if scheduler is not None:
         written = result.save(output, plots=False, report=report, experiment=style, data=open_data)
-    print_table(result.table(), fprs, title=f"{result.detector} on {len(sigs)} signal(s)")
-    err_console.print(f"wrote {output}/ ({len(written)} files) in {time.perf_counter() - t0:.1f} s")
-    if "report.html" in written:
-        console.print(f"report: {written['report.html']}")
+    return written, result
+
+
+def _named_models(models: list[str]) -> dict[str, str]:
+    """``NAME=SPEC`` or ``SPEC`` -> {name or a placeholder: spec}; names must be unique."""
+    out: dict[str, str] = {}
+    for i, item in enumerate(models):
+        name, sep, spec = item.partition("=")
+        if sep and name and spec and not Path(item).exists():
+            if name in out:
+                raise ConfigError(f"{item!r}: the name {name!r} is given twice; give each model its own NAME=.")
+            out[name] = spec
+        elif sep and (not name or not spec) and not Path(item).exists():
+            raise ConfigError(f"{item!r}: write NAME=MODEL (a model folder, YAML config or detector name).")
+        else:
+            out[f"\0{i}"] = item
+    return out
 
 
 def _load_or_train(spec: str, train: Optional[Path], val: Optional[Path], bar: Any, task: Any) -> tuple[str, Any]:
@@ -168,7 +207,9 @@ def _load_or_train(spec: str, train: Optional[Path], val: Optional[Path], bar: A
 
 @app.command("compare")
 def compare_cmd(
-    models: list[str] = typer.Argument(..., help="Model directories, YAML configs or detector names (trained on --train).", show_default=False),
+    models: list[str] = typer.Argument(
+        ..., help="Model folders, YAML configs or detector names (trained on --train), each optionally NAME=MODEL.",
+        show_default=False),
     background: list[str] = typer.Option(..., "--background", "-b", help=_BKG_HELP, show_default=False),
     signal: list[str] = typer.Option(..., "--signal", "-s", help=_SIG_HELP, show_default=False),
     output: Path = typer.Option(..., "--output", "-o", help="Output folder.", show_default=False),
@@ -181,23 +222,31 @@ def compare_cmd(
     tsne: bool = typer.Option(True, "--tsne/--no-tsne", help="Include the t-SNE latent view of the first detector."),
     style: str = typer.Option("CMS", "--style", help=_STYLE_HELP),
     open_data: bool = typer.Option(False, "--open-data", help="Label plots 'Open Data' instead of 'Simulation'."),
+    force: bool = typer.Option(False, "--force", help="Write into an existing non-empty output folder."),
 ) -> None:
     """Compare several detectors on the same events: table, ROC overlays, AUC vs time, agreement.
 
-    Example: hepad compare ae iforest model_vae/ --train sm_train.h5 --val sm_val.h5 -b sm_test.h5 -s ato4l.h5 -o cmp/
+    Example: hepad compare ae iforest vae=model_vae/ --train sm_train.h5 --val sm_val.h5 -b sm_test.h5 -s ato4l.h5 -o cmp/
     """
     from .. import evaluation as E
 
     _quiet_matplotlib()
     fprs = _fprs(fpr)
     sigs = _signals(signal)
+    named = _named_models(models)
+    inputs = _event_inputs(background, sigs)
+    inputs += [Path(m) for m in named.values() if Path(m).exists()]
+    inputs += [p for p in (train, val) if p is not None]
     show = err_console.is_terminal or verbose()
     t0 = time.perf_counter()
-    with progress(disable=not show) as bar:
+    with writing(output, kind="dir", inputs=inputs, force=force, what="comparison folder"), \
+            progress(disable=not show) as bar:
         task = bar.add_task("loading", total=None)
         dets: dict[str, Any] = {}
-        for spec in models:
+        for given, spec in named.items():
             label, det = _load_or_train(spec, train, val, bar, task)
+            if given is not None and not given.startswith("\0"):
+                label = given
             if label in dets:
                 label = f"{label}-{len(dets)}"
             dets[label] = det
@@ -218,9 +267,19 @@ def compare_cmd(
 def report_cmd(
     folder: Path = typer.Argument(..., help="Output folder of `hepad evaluate` or `hepad compare`.", show_default=False),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file to write (default FOLDER/report.html)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing report file."),
 ) -> None:
-    """Write one self-contained HTML report (plots embedded) of an evaluation folder."""
+    """Write one self-contained HTML report (plots embedded) of an evaluation folder.
+
+    Example: hepad report eval/ -o eval_report.html
+    """
+    from .._outputs import writing
     from ..report import write_report
 
-    path = write_report(folder, output)
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: no such folder; give the output folder of `hepad evaluate` or `hepad compare`.")
+    target = output if output is not None else folder / "report.html"
+    inputs = [p for p in folder.rglob("*") if p.is_file() and p.suffix != ".html"]
+    with writing(target, inputs=inputs, force=force, what="report file"):
+        path = write_report(folder, output)
     console.print(f"report: {path}")

@@ -56,12 +56,17 @@ def generate_cmd(
     card: Optional[Path] = typer.Option(None, "--card", help="Pythia settings file of your own process."),
     chunk_size: int = typer.Option(500, "--chunk-size", help="Accepted events per chunk (resume unit)."),
     list_processes: bool = typer.Option(False, "--list", help="List the process catalogue and exit."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
 ) -> None:
     """Generate events with Pythia 8 + fastjet + a Gaussian detector response into ADC2021 HDF5.
 
     Interrupted runs resume from finished chunks (kept in .FILE.parts/ next to the output).
+
+    Example: hepad generate ato4l -n 10000 -o ato4l.h5 --seed 1 -j 2
     """
+    from .._outputs import writing
     from ..generate import generate
+    from ._app import set_interrupt_hint
 
     if list_processes:
         for line in _process_help().split("; "):
@@ -71,7 +76,18 @@ def generate_cmd(
         from ..errors import ConfigError
 
         raise ConfigError("hepad generate needs -n N (accepted events) and -o FILE.h5.")
-    with _bar(f"generating {process or 'custom'}") as cb:
+    parts = output.parent / f".{output.name}.parts"
+
+    def hint() -> str:
+        n = len(list(parts.glob("*.h5"))) if parts.is_dir() else 0
+        if not n:
+            return "nothing was written."
+        return f"kept {n} finished chunk(s) in {parts}/; run the same command again to resume."
+
+    set_interrupt_hint(hint)
+    # The generator itself locks the output (for API callers too), hence lock=False here.
+    with writing(output, inputs=[card] if card else [], force=force, what="events file",
+                 leftovers=[parts], lock=False), _bar(f"generating {process or 'custom'}") as cb:
         path = generate(
             process, n_events, output, seed=seed, workers=workers, scheduler=scheduler,
             pileup=pileup, card=card, progress=cb, chunk_size=chunk_size,
@@ -93,9 +109,17 @@ def dataset_build_cmd(
         [], "--extra", help="Extra signal: a catalogue name (zprime-ll) or NAME=CARD.cmnd; repeatable."
     ),
 ) -> None:
-    """Build the benchmark dataset (SM-mix train/val/test + 4 signals); valid files are reused."""
+    """Build the benchmark dataset (SM-mix train/val/test + 4 signals); valid files are reused.
+
+    Files that exist and match the requested size and seeds are kept; an interrupted build
+    resumes from its finished chunks.
+
+    Example: hepad dataset build --size tiny --dir data/tiny -j 2
+    """
+    from .._outputs import writing
     from ..errors import ConfigError
     from ..generate import build_dataset, default_dataset_dir
+    from ._app import set_interrupt_hint
 
     extras: dict[str, Optional[str]] = {}
     for item in extra:
@@ -104,7 +128,11 @@ def dataset_build_cmd(
             raise ConfigError(f"--extra {item!r}: use a catalogue name or NAME=CARD.cmnd.")
         extras[name] = card or None
     target = directory if directory is not None else default_dataset_dir(size)
-    with _bar(f"dataset {size}") as cb:
+    set_interrupt_hint(f"finished files and chunks are kept in {target}/; run the same command again to resume.")
+    # An existing folder is the normal case (valid files are reused), hence force=True: the
+    # builder itself replaces only files that do not match, and locks each file it writes.
+    with writing(target, kind="dir", inputs=[c for c in extras.values() if c], force=True,
+                 what="dataset folder", lock=False, keep_partial=True), _bar(f"dataset {size}") as cb:
         paths = build_dataset(size, target, workers=workers, progress=cb, extra=extras, scheduler=scheduler)
     for stem, path in paths.items():
         console.print(f"{stem}: {path}")

@@ -165,14 +165,17 @@ def convert_cmd(
         None, "--features", help="Compute physics features on the way: 'dilepton'."
     ),
     chunk_size: int = typer.Option(100_000, "--chunk-size", min=1, help="Events per streamed chunk."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
     mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help=_MAPPING_HELP),
 ) -> None:
     """Convert an event file (HDF5, CSV, Parquet, ROOT) to HDF5 or Parquet, streaming.
 
     ROOT NanoAOD and ATLAS trees become the ADC2021 object layout. The output appears only
     when complete; on any error nothing is written.
+
+    Example: hepad convert nanoAOD.root events.h5 --features dilepton
     """
+    from .._outputs import writing
     from ..features import dilepton_features
     from ..io import count_events, iter_events, write_events
     from ..io._dispatch import detect_format, WRITE_FORMATS
@@ -182,10 +185,10 @@ def convert_cmd(
     out_fmt = detect_format(output)
     if out_fmt not in WRITE_FORMATS:
         raise InputError(f"{output}: hepad writes {', '.join(WRITE_FORMATS)}; use a .h5 or .parquet name.")
-    if output.exists() and not force:
-        raise InputError(f"{output}: exists; pass --force to overwrite it.")
-    if output.resolve() == source.resolve():
-        raise InputError(f"{output}: output and input are the same file.")
+    from .._outputs import check_output
+
+    check_output(output, inputs=[source, *([mapping] if mapping is not None else [])], force=force,
+                 what="output file")
     mkw = {"mapping": mapping} if mapping is not None else {}
     total = count_events(source, format=format, key=key, **mkw)
     n_written = 0
@@ -205,5 +208,7 @@ def convert_cmd(
                 bar.update(task, completed=min(done, total))
                 yield chunk
 
-    write_events(chunks(), output)
+    with writing(output, inputs=[source, *([mapping] if mapping is not None else [])], force=force,
+                 what="output file"):
+        write_events(chunks(), output)
     err_console.print(f"wrote {n_written:,} events to {output}")

@@ -22,7 +22,7 @@ def score_cmd(
         None, "--scheduler", help="Dask scheduler address tcp://HOST:PORT or scheduler JSON file of a running cluster."
     ),
     workers: Optional[int] = typer.Option(
-        None, "--workers", "-w", min=0,
+        None, "--workers", "-j", min=0,
         help="0: score in this process; K: a local Dask cluster of K processes. Default: one per core (in-process for a single partition).",
     ),
     chunk_size: int = typer.Option(100_000, "--chunk-size", min=1, help="Events read and scored at once (bounds memory per worker)."),
@@ -37,6 +37,7 @@ def score_cmd(
     key: Optional[str] = typer.Option(None, "--key", "-k", help="HDF5 dataset or ROOT tree (default: Particles/data, or the tree found)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip partitions already scored by an interrupted run of the same job."),
     keep_parts: bool = typer.Option(False, "--keep-parts", help="Keep the per-partition files after assembling the output."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
 ) -> None:
     """Score events with a trained model: one score and accept flag per event, in input order.
 
@@ -45,9 +46,11 @@ def score_cmd(
 
     Example: hepad score model/ 'data/bkg_*.h5' sig.h5 -o scores.h5 --workers 4
     """
+    from .._outputs import check_inputs_exist, writing
     from ..engine import ENGINES
     from ..errors import ConfigError, closest
-    from ..scoring import score_files
+    from ..scoring import _parts_dir, expand_files, score_files
+    from ._app import set_interrupt_hint
 
     if engine not in ENGINES:
         raise ConfigError(f"--engine {engine!r} is not known.{closest(engine, ENGINES)} Choose one of {', '.join(ENGINES)}.")
@@ -64,7 +67,18 @@ def score_cmd(
         else:
             bar.update(task, completed=p.events_done)
 
-    with bar:
+    check_inputs_exist(files)
+    inputs = [model, *expand_files(files)]
+    parts = _parts_dir(output)
+
+    def hint() -> str:
+        n = len(list(parts.glob("*"))) if parts.is_dir() else 0
+        if not n:
+            return "nothing was written."
+        return f"kept {n} scored partition file(s) in {parts}/; run the same command again to resume."
+
+    set_interrupt_hint(hint)
+    with writing(output, inputs=inputs, force=force, what="scores file", leftovers=[parts]), bar:
         report = score_files(
             model, files, output, format=format, key=key, chunk_size=chunk_size,
             partition_size=partition_size, engine=engine, threads=threads, scheduler=scheduler,

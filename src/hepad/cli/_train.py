@@ -42,7 +42,7 @@ def train_cmd(
     detector: Optional[str] = typer.Option(
         None, "--detector", "-d", help="Registry key or preset (see `hepad detectors`); default: the config's, else the default detector."
     ),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML configuration (see examples/configs/)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML configuration (see examples/configs/)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Background training events; default: data.train of the config."),
     val: Optional[Path] = typer.Option(
         None, "--val", help="Held-out background: early stopping and threshold (recommended; default: data.val of the config)."
@@ -62,7 +62,8 @@ def train_cmd(
     format: Optional[str] = typer.Option(None, "--format", "-f", help=_FORMAT_HELP),
     key: Optional[str] = typer.Option(None, "--key", "-k", help=_KEY_HELP),
     columns: Optional[str] = typer.Option(None, "--columns", help=_COLUMNS_HELP),
-    drop_invalid: bool = typer.Option(False, "--drop-invalid", help="Drop events holding NaN/inf values instead of failing."),
+    drop_invalid: bool = typer.Option(False, "--drop-invalid", help="Drop invalid events (NaN/inf, out-of-range values) and report them, instead of failing."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing model folder."),
 ) -> None:
     """Train a detector on background events and save it with its threshold.
 
@@ -97,9 +98,26 @@ def train_cmd(
     if resume and not ckpt.is_dir():
         raise ConfigError(f"--resume: no checkpoint folder {ckpt}; nothing to resume (give --checkpoint-dir).")
 
+    from .._outputs import writing
+    from ._app import set_interrupt_hint
+
+    data_path = data if data is not None else (cfg.data.train if cfg is not None and getattr(cfg, "data", None) else None)
+    val_path = val if val is not None else (cfg.data.val if cfg is not None and getattr(cfg, "data", None) else None)
+    inputs = [p for p in (data_path, val_path, signal, config) if p is not None]
+    if resume and checkpoint_dir is not None:
+        inputs.append(checkpoint_dir)
+    _check_feature_counts(data_path, val_path, signal, format=format, key=key, columns=cols)
+
+    def hint() -> str:
+        if ckpt.is_dir() and any(ckpt.iterdir()):
+            return f"kept the last checkpoint in {ckpt}/; run the same command with --resume to continue."
+        return "nothing was written."
+
+    set_interrupt_hint(hint)
     show = err_console.is_terminal or verbose()
     t0 = time.perf_counter()
-    with progress(disable=not show) as bar:
+    with writing(output, kind="dir", model=True, inputs=inputs, force=force, what="model folder"), \
+            progress(disable=not show) as bar:
         task = bar.add_task(f"training {name}", total=None)
 
         def on_epoch(epoch: int, n_epochs: int, logs: dict[str, Any]) -> None:
@@ -132,6 +150,29 @@ def train_cmd(
     if default_ckpt and ckpt.is_dir():
         shutil.rmtree(ckpt, ignore_errors=True)
     _summary(det, output, elapsed)
+
+
+def _check_feature_counts(data: Any, val: Any, signal: Any, **read: Any) -> None:
+    """Training, validation and signal files must have the same features: checked on one event
+    of each before any training, so a mismatch is one line naming the files."""
+    from ..io import read_events
+
+    files = [(what, p) for what, p in (("--data", data), ("--val", val), ("--signal", signal)) if p is not None]
+    if len(files) < 2 or any(not Path(p).is_file() for _, p in files):
+        return  # a missing file gets its own message from the reader
+    shapes = {}
+    for what, p in files:
+        ev = read_events(p, entry_range=(0, 1), drop_invalid=True, **read)
+        shapes[what] = (p, ev.data.shape[1:], ev.feature_names)
+    (w0, (p0, s0, n0)), *rest = shapes.items()
+    for w, (p, s, n) in rest:
+        if s != s0 or n != n0:
+            k0 = s0[0] * (s0[1] - 1) if len(s0) == 2 else s0[0]
+            k = s[0] * (s[1] - 1) if len(s) == 2 else s[0]
+            raise ConfigError(
+                f"{p} ({w}): {k} features ({', '.join(n[:3])}...) but {p0} ({w0}) has {k0} "
+                f"({', '.join(n0[:3])}...); give files with the same features."
+            )
 
 
 def _summary(det: Any, output: Path, elapsed: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .._outputs import output_lock
 from .._version import __version__
 from ..errors import ConfigError, GenerationError
 from ..events import EventSet
@@ -330,6 +332,17 @@ def run_jobs(jobs: Sequence[Job], workers: int | None = None, scheduler: str | N
         if progress is not None:
             progress(done["n"], total)
 
+    # One run per output at a time: a second run into the same file would mix its chunks with
+    # ours (and delete them at its merge). The lock is released by the kernel if we die.
+    with contextlib.ExitStack() as locks:
+        for job in jobs:
+            job.output.parent.mkdir(parents=True, exist_ok=True)
+            locks.enter_context(output_lock(job.output))
+        _run_locked(jobs, workers, scheduler, progress, report, total)
+    return [j.output for j in jobs]
+
+
+def _run_locked(jobs, workers, scheduler, progress, report, total) -> None:
     if progress is not None:
         progress(0, total)
     pending = []
@@ -347,7 +360,6 @@ def run_jobs(jobs: Sequence[Job], workers: int | None = None, scheduler: str | N
     elif pending:
         n_workers = workers or min(os.cpu_count() or 1, len(pending))
         _run_dask(pending, n_workers, scheduler, report)
-    return [j.output for j in jobs]
 
 
 def _combine_sigma(stats: list[dict]) -> dict:
@@ -437,6 +449,21 @@ def generate(
     return run_jobs([job], workers=workers, scheduler=scheduler, progress=progress)[0]
 
 
+def _read_chunk(spec: ChunkSpec) -> EventSet:
+    """A chunk file, checked to be this run's chunk (its key covers seed, process, card, size)."""
+    from ..io.hdf5 import read_hdf5
+
+    events = read_hdf5(spec.path)
+    key = events.provenance.get("chunk_key")
+    if key != spec.key or len(events) != spec.n_events:
+        raise GenerationError(
+            f"{spec.path}: this chunk belongs to another generation run (chunk key {key!r}, "
+            f"{len(events)} events; expected {spec.key!r}, {spec.n_events}); delete "
+            f"{Path(spec.path).parent} and run again."
+        )
+    return events
+
+
 def _merge(job: Job) -> EventSet:
     from ..io.hdf5 import read_hdf5
 
@@ -445,7 +472,7 @@ def _merge(job: Job) -> EventSet:
         job.seed, job.chunk_size, job.sim, job.pileup, job.pileup_pool_size, job.card)
     wall = time.perf_counter() - job.t0
 
-    sets = [read_hdf5(s.path) for s in specs]
+    sets = [_read_chunk(s) for s in specs]
     merged = EventSet.concat(sets)
     if len(components) > 1:
         # Shuffle the mixture so any prefix of the file has the mix proportions.

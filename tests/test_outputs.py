@@ -1,0 +1,334 @@
+"""The output policy of every command (issue 11, items 1-5, 9, 11, 13).
+
+An output is never an input, is replaced only with --force, is validated before any work, is
+locked against a second run, and nothing is left behind when a command fails. Ctrl-C exits 130
+with one line saying what was kept. Events are the generator's tiny dataset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import hepad
+from hepad._outputs import check_output, output_lock, writing
+from hepad.cli import main
+from hepad.errors import OutputError
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_error_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("hepad: error: ") and "internal error" not in lines[0], err
+    return lines[0]
+
+
+def tree(d: Path) -> list[str]:
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*"))
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, tiny_dataset):
+    """A trained model and copies of the tiny dataset's test files (never the cached originals)."""
+    d = tmp_path_factory.mktemp("outputs")
+    for name in ("sm_test", "ato4l"):
+        shutil.copy(tiny_dataset[name], d / f"{name}.h5")
+    hepad.train("mahalanobis", tiny_dataset["sm_train"], output=d / "model")
+    return d
+
+
+@contextlib.contextmanager
+def unwritable(folder: Path):
+    """Make ``folder`` unwritable, also for root (chattr +i), or skip."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)]).returncode != 0:
+            pytest.skip("running as root without chattr: cannot make a folder unwritable")
+        try:
+            yield folder
+        finally:
+            subprocess.run(["chattr", "-i", str(folder)])
+    else:
+        folder.chmod(0o555)
+        try:
+            yield folder
+        finally:
+            folder.chmod(0o755)
+
+
+# ------------------------------------------------------------------ item 1: output == input
+@pytest.mark.parametrize("variant", ["same", "dot", "among-several", "symlink"])
+def test_score_refuses_to_write_over_an_input(capsys, work, tmp_path, variant):
+    ev = tmp_path / "x.h5"
+    shutil.copy(work / "sm_test.h5", ev)
+    before = ev.read_bytes()
+    out = {"same": ev, "dot": tmp_path / "." / "x.h5", "among-several": ev, "symlink": tmp_path / "link.h5"}[variant]
+    if variant == "symlink":
+        out.symlink_to(ev)
+    inputs = [work / "ato4l.h5", ev] if variant == "among-several" else [ev]
+    code, _, err = cli(capsys, "score", work / "model", *inputs, "-o", out)
+    assert code == 1
+    assert "is also an input" in one_error_line(err)
+    assert ev.read_bytes() == before  # the events are intact
+    assert not list(tmp_path.glob(".*"))  # no parts folder, no lock left
+
+
+def test_score_refuses_an_output_inside_the_model_folder(capsys, work):
+    before = tree(work / "model")
+    code, _, err = cli(capsys, "score", work / "model", work / "sm_test.h5", "-o", work / "model" / "s.h5")
+    assert code == 1 and "inside the input folder" in one_error_line(err)
+    assert tree(work / "model") == before
+    hepad.load(work / "model")  # still loads
+
+
+# ------------------------------------------------------------------ item 3: export onnx onto an event file
+def test_export_onnx_does_not_overwrite_an_existing_file(capsys, work, tmp_path):
+    pytest.importorskip("onnx")
+    ev = tmp_path / "ev.h5"
+    shutil.copy(work / "sm_test.h5", ev)
+    before = ev.read_bytes()
+    code, _, err = cli(capsys, "export", "onnx", work / "model", "-o", ev)
+    assert code == 1 and "exists; pass --force" in one_error_line(err)
+    assert ev.read_bytes() == before
+    code, _, err = cli(capsys, "export", "onnx", work / "model", "-o", tmp_path)
+    assert code == 1 and "is a folder" in one_error_line(err)
+
+
+# ------------------------------------------------------------------ item 4: generate over an existing file
+def test_generate_refuses_an_existing_file_without_force(capsys, work, tmp_path):
+    target = tmp_path / "existing.h5"
+    shutil.copy(work / "ato4l.h5", target)
+    before = target.read_bytes()
+    code, _, err = cli(capsys, "generate", "w", "-n", "5", "-o", target, "-j", "0")
+    assert code == 1 and "exists; pass --force" in one_error_line(err)
+    assert target.read_bytes() == before
+    assert not list(tmp_path.glob(".*"))
+
+
+# ------------------------------------------------------------------ item 5: evaluate into the model
+@pytest.mark.parametrize("where", ["model", "inside"])
+def test_evaluate_never_writes_into_a_model_folder(capsys, work, where):
+    out = work / "model" if where == "model" else work / "model" / "eval"
+    before = tree(work / "model")
+    code, _, err = cli(capsys, "evaluate", work / "model", "-b", work / "sm_test.h5", "-s", work / "ato4l.h5",
+                       "-o", out, "--no-plots", "--force")
+    assert code == 1, err
+    one_error_line(err)
+    assert tree(work / "model") == before
+    hepad.load(work / "model")
+
+
+def test_evaluate_into_another_model_folder_is_refused_even_with_force(capsys, work, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(work / "model", other)
+    code, _, err = cli(capsys, "evaluate", work / "model", "-b", work / "sm_test.h5", "-s", work / "ato4l.h5",
+                       "-o", other, "--no-plots", "--force")
+    assert code == 1 and "is a hepad model folder" in one_error_line(err)
+    hepad.load(other)
+
+
+def test_train_replaces_a_model_only_with_force(capsys, work, tiny_dataset, tmp_path):
+    out = tmp_path / "m"
+    shutil.copytree(work / "model", out)
+    args = ["train", "-d", "mahalanobis", "--data", tiny_dataset["sm_train"], "-o", out]
+    code, _, err = cli(capsys, *args)
+    assert code == 1 and "exists; pass --force" in one_error_line(err)
+    code, _, err = cli(capsys, *args, "--force")
+    assert code == 0, err
+    hepad.load(out)
+
+
+# ------------------------------------------------------------------ item 11: bad output locations
+def _write_commands(work: Path, out: Path) -> dict[str, list]:
+    m, bkg, sig = work / "model", work / "sm_test.h5", work / "ato4l.h5"
+    return {
+        "score": ["score", m, bkg, "-o", out / "s.h5"],
+        "convert": ["convert", bkg, out / "c.parquet"],
+        "train": ["train", "-d", "mahalanobis", "--data", bkg, "-o", out / "m"],
+        "evaluate": ["evaluate", m, "-b", bkg, "-s", sig, "-o", out / "e", "--no-plots"],
+        "compare": ["compare", m, "-b", bkg, "-s", sig, "-o", out / "c", "--no-plots"],
+        "export-onnx": ["export", "onnx", m, "-o", out / "m.onnx"],
+        "trigger": ["trigger", m, "--source", f"replay:{bkg}", "-o", out / "t"],
+        "generate": ["generate", "w", "-n", "5", "-o", out / "g.h5", "-j", "0"],
+    }
+
+
+@pytest.mark.parametrize("command", list(_write_commands(Path("."), Path("."))))
+def test_unwritable_output_folder_is_one_clean_line_naming_the_folder(capsys, work, tmp_path, command):
+    ro = tmp_path / "ro"
+    with unwritable(ro):
+        code, _, err = cli(capsys, *_write_commands(work, ro)[command])
+    assert code == 1, err
+    line = one_error_line(err)
+    assert str(ro) in line and "cannot write" in line and ".tmp" not in line
+    assert list(ro.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", list(_write_commands(Path("."), Path("."))))
+def test_output_under_a_regular_file_is_refused_and_nothing_is_created(capsys, work, tmp_path, command):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+    code, _, err = cli(capsys, *_write_commands(work, blocker / "sub")[command])
+    assert code == 1, err
+    assert "is a file, not a folder" in one_error_line(err)
+    assert tree(tmp_path) == ["file.txt"]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "trigger"])
+def test_a_file_as_output_folder_is_refused(capsys, work, tmp_path, command):
+    f = tmp_path / "out.h5"
+    f.write_bytes(b"x")
+    args = _write_commands(work, tmp_path)[command]
+    args[args.index("-o") + 1] = f
+    code, _, err = cli(capsys, *args)
+    assert code == 1 and "is a file; the" in one_error_line(err)
+    assert f.read_bytes() == b"x"
+
+
+def test_val_file_with_another_feature_count_is_one_line(capsys, work, tmp_path, real_data):
+    code, _, err = cli(capsys, "train", "-d", "mahalanobis", "--data", work / "sm_test.h5",
+                       "--val", real_data / "Zmumu_Run2011A.csv", "-o", tmp_path / "m")
+    assert code == 1, err
+    line = one_error_line(err)
+    assert "Zmumu_Run2011A.csv" in line and "57" in line
+    assert tree(tmp_path) == []
+
+
+# ------------------------------------------------------------------ item 13: leftovers
+def test_failed_score_leaves_no_parts_folder_and_no_parents(capsys, work, tmp_path):
+    bad = tmp_path / "bad.h5"
+    with h5py.File(bad, "w") as f:  # a file of another feature count: the model refuses it
+        f["data"] = np.ones((50, 7), np.float32)
+    out = tmp_path / "new" / "deeper" / "s.h5"
+    code, _, err = cli(capsys, "score", work / "model", bad, "-o", out)
+    assert code == 1, err
+    one_error_line(err)
+    assert tree(tmp_path) == ["bad.h5"]
+
+
+@pytest.mark.parametrize("command", ["score", "evaluate"])
+def test_a_folder_as_input_says_so(capsys, work, tmp_path, command):
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir.csv").write_text("a\n1\n")
+    if command == "score":
+        args = ["score", work / "model", tmp_path / "dir", "-o", tmp_path / "s.h5"]
+    else:
+        args = ["evaluate", work / "model", "-b", tmp_path / "dir", "-s", work / "ato4l.h5", "-o", tmp_path / "e"]
+    code, _, err = cli(capsys, *args)
+    line = one_error_line(err)
+    assert code == 1 and "is a folder" in line and "dir.csv" not in line
+
+
+# ------------------------------------------------------------------ item 9: Ctrl-C
+def test_ctrl_c_during_score_exits_130_and_the_rerun_resumes(capsys, work, tmp_path, monkeypatch):
+    import hepad.scoring as sc
+
+    out = tmp_path / "s.h5"
+    args = ["score", work / "model", work / "sm_test.h5", work / "ato4l.h5", "-o", out, "-j", "0",
+            "--partition-size", "50"]
+    real = sc._assemble
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sc, "_assemble", interrupted)
+    code, _, err = cli(capsys, *args)
+    assert code == 130
+    (line,) = err.strip().splitlines()
+    assert "interrupted" in line and "resume" in line and ".s.h5.parts" in line
+    assert not out.exists()
+    monkeypatch.setattr(sc, "_assemble", real)
+    code, outp, err = cli(capsys, *args)
+    assert code == 0, err
+    assert "resumed" in outp
+    det = hepad.load(work / "model")
+    ref = np.concatenate([det.score_samples(hepad.read_events(work / f)) for f in ("sm_test.h5", "ato4l.h5")])
+    np.testing.assert_allclose(sc.read_scores(out)["score"], ref, rtol=1e-5)
+
+
+def test_ctrl_c_during_train_exits_130_with_one_line(capsys, work, tmp_path, monkeypatch):
+    import hepad.api
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hepad.api, "train", interrupted)
+    code, _, err = cli(capsys, "train", "-d", "mahalanobis", "--data", work / "sm_test.h5", "-o", tmp_path / "a" / "m")
+    assert code == 130
+    (line,) = err.strip().splitlines()
+    assert line.startswith("hepad: interrupted;") and "nothing was written" in line
+    assert tree(tmp_path) == []
+
+
+# ------------------------------------------------------------------ the lock (item 2's mechanism)
+def test_a_locked_output_is_refused_with_the_owner(capsys, work, tmp_path):
+    out = tmp_path / "s.h5"
+    with output_lock(out):
+        code, _, err = cli(capsys, "score", work / "model", work / "sm_test.h5", "-o", out)
+        assert code == 1
+        line = one_error_line(err)
+        assert "another hepad run" in line and f"pid {os.getpid()}" in line
+    assert not (tmp_path / ".s.h5.lock").exists()
+    code, _, err = cli(capsys, "score", work / "model", work / "sm_test.h5", "-o", out)
+    assert code == 0, err
+
+
+def test_a_killed_run_leaves_no_stale_lock(tmp_path):
+    import sys
+
+    out = tmp_path / "x.h5"
+    code = ("import os, sys; sys.path.insert(0, sys.argv[2]); from hepad._outputs import output_lock\n"
+            "with output_lock(sys.argv[1]):\n    os.kill(os.getpid(), 9)\n")
+    src = str(Path(hepad.__file__).parents[1])
+    subprocess.run([sys.executable, "-c", code, str(out), src])
+    assert (tmp_path / ".x.h5.lock").exists()  # the file stays, but the kernel released the lock
+    with output_lock(out):
+        pass
+
+
+# ------------------------------------------------------------------ the policy function itself
+def test_check_output_rules(tmp_path):
+    f = tmp_path / "a.h5"
+    f.write_bytes(b"1")
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "in.h5").write_bytes(b"1")
+    with pytest.raises(OutputError, match="also an input"):
+        check_output(tmp_path / "x" / ".." / "a.h5", inputs=[f], force=True)
+    with pytest.raises(OutputError, match="holds the input"):
+        check_output(d, kind="dir", inputs=[d / "in.h5"], force=True)
+    with pytest.raises(OutputError, match="exists; pass --force"):
+        check_output(f)
+    assert check_output(f, force=True) == f
+    with pytest.raises(OutputError, match="exists; pass --force to write into it"):
+        check_output(d, kind="dir")
+    assert check_output(tmp_path / "new" / "deep" / "x.h5") == tmp_path / "new" / "deep" / "x.h5"
+    assert not (tmp_path / "new").exists()  # checking creates nothing
+
+
+def test_writing_removes_what_a_failed_run_created(tmp_path):
+    out = tmp_path / "a" / "b" / "out"
+    with pytest.raises(RuntimeError), writing(out, kind="dir"):
+        out.mkdir()
+        (out / "half.json").write_text("{}")
+        raise RuntimeError("boom")
+    assert tree(tmp_path) == []
+    parts = tmp_path / "p" / ".s.h5.parts"
+    with pytest.raises(KeyboardInterrupt), writing(tmp_path / "p" / "s.h5", leftovers=[parts]):
+        parts.mkdir()
+        (parts / "part-0.h5").write_bytes(b"resume data")
+        raise KeyboardInterrupt
+    assert tree(tmp_path) == ["p", "p/.s.h5.parts", "p/.s.h5.parts/part-0.h5"]  # resume data kept
