@@ -196,14 +196,22 @@ def test_offline_is_one_line(monkeypatch, capsys, tmp_path):
     assert err.startswith("hepad: error: cannot reach") and err.count("\n") == 1
 
 
-def test_cli_download_and_unknown_signal(zenodo, monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(sys, "argv", ["hepad", "dataset", "download", "adc2021", "--signals", "ato4l",
-                                      "--dir", str(tmp_path), "--base-url", zenodo.url])
-    run()
-    out = capsys.readouterr().out
-    assert f"sm_test: {tmp_path / 'sm_test.h5'}" in out and f"ato4l: {tmp_path / 'ato4l.h5'}" in out
-    monkeypatch.setattr(sys, "argv", ["hepad", "dataset", "download", "adc2021", "--signals", "ato4ll",
-                                      "--dir", str(tmp_path), "--base-url", zenodo.url])
-    with pytest.raises(SystemExit):
+def _cli(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["hepad", *map(str, args)])
+    code = 0
+    try:
         run()
-    assert "unknown ADC2021 signal 'ato4ll'. Did you mean 'ato4l'?" in capsys.readouterr().err
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    return (code, *capsys.readouterr())
+
+
+def test_cli_download_and_unknown_signal(zenodo, monkeypatch, capsys, tmp_path):
+    code, out, err = _cli(monkeypatch, capsys, "dataset", "download", "adc2021", "--signals", "ato4l",
+                          "--dir", tmp_path, "--base-url", zenodo.url)
+    assert code == 0, err
+    assert f"sm_test: {tmp_path / 'sm_test.h5'}" in out and f"ato4l: {tmp_path / 'ato4l.h5'}" in out
+    code, out, err = _cli(monkeypatch, capsys, "dataset", "download", "adc2021", "--signals", "ato4ll",
+                          "--dir", tmp_path, "--base-url", zenodo.url)
+    assert code == 1 and "unknown ADC2021 signal 'ato4ll'. Did you mean 'ato4l'?" in err
+    assert not list(tmp_path.glob(".*.lock"))

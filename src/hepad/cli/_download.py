@@ -59,18 +59,26 @@ def dataset_download_cmd(
 
     Example: hepad dataset download adc2021 --signals ato4l,lq-btau --dir data/adc2021
     """
+    from .._outputs import writing
     from ..download import download_adc2021, prepare_adc2021
     from ..errors import ConfigError
     from ..generate import default_dataset_dir
+    from ._app import set_interrupt_hint
 
     if name.lower() != "adc2021":
         raise ConfigError(f"unknown dataset {name!r}; hepad downloads 'adc2021'.")
     chosen = None if signals is None else [s.strip() for s in signals.split(",") if s.strip()]
     target = directory if directory is not None else default_dataset_dir("adc2021")
-    with _byte_bar() as cb:
-        files = download_adc2021(target, signals=chosen, records=record, base=base_url, progress=cb, force=force)
-    for key, path in files.items():
-        console.print(f"downloaded {key}: {path}", soft_wrap=True)
-    paths = prepare_adc2021(files, target, force=force)
+    set_interrupt_hint(f"finished files and partial downloads are kept in {target}/zenodo/; "
+                       "run the same command again to resume.")
+    # An existing folder is the normal case (verified files are reused, partial ones resumed),
+    # hence force=True here: the library replaces only files that do not match, with --force.
+    with writing(target, kind="dir", force=True, what="dataset folder", keep_partial=True):
+        with _byte_bar() as cb:
+            files = download_adc2021(target, signals=chosen, records=record, base=base_url, progress=cb,
+                                     force=force)
+        for key, path in files.items():
+            console.print(f"downloaded {key}: {path}", soft_wrap=True)
+        paths = prepare_adc2021(files, target, force=force)
     for stem, path in paths.items():
         console.print(f"{stem}: {path}", soft_wrap=True)
