@@ -71,7 +71,10 @@ def _jag(x):
 def cartesian_tree(tmp_path_factory, nano_kinematics):
     """The classic uproot-tutorial shape: Muon_Px/Py/Pz/E, Electron_*, Jet_*, MET_px/MET_py."""
     a = nano_kinematics
-    mu = _cartesian(*_plant(a))
+    mu = [ak.to_list(c) for c in _cartesian(*_plant(a))]
+    for comp, value in zip(mu, (0.0, 0.0, 40.0, 40.0)):  # event 1: a muon along the beam (pT 0, eta inf)
+        comp[1] = [value]
+    mu = [ak.Array(c) for c in mu]
     el = _cartesian(*(a[f"Electron_{c}"] for c in ("pt", "eta", "phi", "mass")))
     jet = _cartesian(*(a[f"Jet_{c}"] for c in ("pt", "eta", "phi", "mass")))
     met = vector.array({"pt": ak.to_numpy(a["MET_pt"]), "phi": ak.to_numpy(a["MET_phi"])})
@@ -96,7 +99,8 @@ def _direct_muons(path, tree, px="Muon_Px", py="Muon_Py", pz="Muon_Pz", scale=1.
         else:
             a = t.arrays([px, py, pz], library="np")
             pts = [np.hypot(x, y) * scale for x, y in zip(a[px], a[py])]
-            etas = [np.arcsinh(z / np.hypot(x, y)) for x, y, z in zip(a[px], a[py], a[pz])]
+            with np.errstate(divide="ignore"):  # a muon along the beam: eta = +-inf
+                etas = [np.arcsinh(z / np.hypot(x, y)) for x, y, z in zip(a[px], a[py], a[pz])]
     out = []
     for pt, eta in zip(pts, etas):
         keep = [p for p, e in zip(pt, eta) if p > MU_CUT["pt_min"] and abs(e) < MU_CUT["abs_eta_max"]]
@@ -120,7 +124,7 @@ def test_cartesian_collections_map_into_the_layout(cartesian_tree):
     # planted event 0: 7 muons, 5.0 passes, 2.5 fails pT, 30 fails |eta| < 2.1 -> 50, 20, 10, 8
     np.testing.assert_allclose(ev.data[0, 5:9, 0], [50.0, 20.0, 10.0, 8.0], rtol=1e-4)
     np.testing.assert_allclose(ev.data[0, 5:9, 1], [0.1, -1.0, 0.5, 2.0], atol=1e-4)
-    assert (ev.data[1, 5:9] == 0).all()
+    assert (ev.data[1, 5:9] == 0).all() and np.isfinite(ev.data).all()
     with uproot.open(cartesian_tree) as f:
         m = f["events"].arrays(["MET_px", "MET_py"], library="np")
     np.testing.assert_allclose(ev.data[:, 0, 0], np.hypot(m["MET_px"], m["MET_py"]), rtol=1e-5)
@@ -170,7 +174,7 @@ def test_rntuple_cartesian_with_the_same_detection(tmp_path, nano_kinematics):
     np.testing.assert_allclose(ev.data[:, 5, 0], [m[0] if m else 0.0 for m in expected], rtol=1e-4)
 
 
-def test_mapping_file_for_what_detection_cannot_decide(tmp_path, nano_kinematics):
+def test_mapping_file_for_what_detection_cannot_decide(tmp_path, nano_kinematics, monkeypatch, capsys):
     """Odd prefixes, MeV, a lepton collection split by a type branch, an extra cut, no electrons."""
     pt, eta, phi, _ = _plant(nano_kinematics)
     jpt, jeta, jphi = (nano_kinematics[f"Jet_{c}"] for c in ("pt", "eta", "phi"))
@@ -203,6 +207,9 @@ def test_mapping_file_for_what_detection_cannot_decide(tmp_path, nano_kinematics
     np.testing.assert_allclose(ev.data[0, 5:9, 0], [50.0, 20.0, 10.0, 0.0], rtol=1e-5)  # 8 < pt_min 9
     np.testing.assert_allclose(ev.data[:, 0, 0], ak.to_numpy(nano_kinematics["MET_pt"]), rtol=1e-5)
     assert ev.multiplicities["jets"].sum() > 0
+    code, out, err = _cli(monkeypatch, capsys, "convert", path, tmp_path / "odd.h5", "--mapping", mapping)
+    assert code == 0, err
+    np.testing.assert_array_equal(read_events(tmp_path / "odd.h5").data, ev.data)
 
 
 def test_mapping_file_errors_name_the_key(tmp_path, cartesian_tree):
