@@ -192,8 +192,8 @@ def test_zmq_trigger_holds_the_target_fraction_and_counts_add_up(tmp_path):
         det, source, tmp_path / "out", target_rate_hz=target * 4e7, collision_rate_hz=4e7,
         rotate_events=500, threads=1)))
     th.start()
-    sent = stream_events(events, ep, batch_size=[1000, 5000, 2500, 3000])  # one producer, mixed batches
-    assert sent == 200_000
+    res = stream_events(events, ep, batch_size=[1000, 5000, 2500, 3000])  # one producer, mixed batches
+    assert res.sent == res.acknowledged == 200_000 and res.complete
     th.join(timeout=120)
     s = result["summary"]
     assert s.stopped_by == "end_of_stream" and s.announced_total == 200_000

@@ -16,7 +16,7 @@ import numpy as np
 import typer
 
 from .._outputs import writing
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 from ._app import app, console, err_console
 
 log = logging.getLogger("hepad.cli")
@@ -289,6 +289,15 @@ def _print_trigger_summary(s, output) -> None:
         f"wrote {len(s.accepted_files)} file(s) and summary.json to {output}",
         soft_wrap=True,  # one line per fact, for logs and scripts
     )
+    wire = s.extra.get("source") or {}
+    if wire.get("producers") is not None:
+        rej = wire.get("rejected_messages") or {}
+        console.print(
+            f"wire: {len(wire['producers'])} producer(s), received {wire['received_events']:,} events; rejected "
+            f"{sum(rej.values()):,} message(s) ({wire['rejected_events']:,} events)"
+            + (": " + ", ".join(f"{k} {v:,}" for k, v in rej.items()) if rej else ""),
+            soft_wrap=True,
+        )
 
 
 @app.command("stream")
@@ -300,8 +309,12 @@ def stream_cmd(
     max_events: Optional[int] = typer.Option(None, "--max-events", min=1, help="Send at most this many events."),
     bind: bool = typer.Option(False, "--bind", help="Bind the endpoint (for a trigger using zmq+connect:)."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Give up when the trigger takes nothing for this many seconds."),
+    first_id: int = typer.Option(0, "--first-id", min=0, help="Id of the first event (several producers need disjoint ids)."),
+    ack_timeout: float = typer.Option(5.0, "--ack-timeout", min=0.0, help="Seconds to wait for the trigger to confirm the end-of-stream."),
 ) -> None:
-    """Send a file's events to a trigger over ZeroMQ (PUSH), then an end-of-stream message.
+    """Send a file's events to a trigger over ZeroMQ (wire format v2), then an end-of-stream message.
+
+    Reports what the trigger acknowledged; exits 1 when it did not acknowledge every event sent.
 
     Example: hepad stream sm_test.h5 --to zmq:tcp://127.0.0.1:5555 --rate-hz 1e6 --batch-size 1000
     """
@@ -316,11 +329,23 @@ def stream_cmd(
     old = {s: signal.signal(s, lambda *a: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     t0 = time.monotonic()
     try:
-        sent = stream_events(file, endpoint, rate_hz=rate_hz, batch_size=batch, max_events=max_events, bind=bind,
-                             stop_event=stop, timeout_s=timeout)
+        res = stream_events(file, endpoint, rate_hz=rate_hz, batch_size=batch, max_events=max_events, bind=bind,
+                            stop_event=stop, timeout_s=timeout, first_id=first_id, ack_timeout_s=ack_timeout)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
     dt = time.monotonic() - t0
-    console.print(f"sent {sent:,} events to {endpoint} in {dt:.2f} s ({sent / max(dt, 1e-9):,.0f} events/s)"
-                  + (" (stopped early)" if stop.is_set() else ""), soft_wrap=True)
+    rejected = sum(res.rejected.values())
+    console.print(
+        f"the trigger acknowledged {res.acknowledged:,} of {res.sent:,} events sent to {endpoint} in {dt:.2f} s "
+        f"({res.acknowledged / max(dt, 1e-9):,.0f} events/s)"
+        + (f"; it rejected {rejected:,} ({', '.join(f'{k} {v:,}' for k, v in res.rejected.items())})" if rejected else "")
+        + (" (stopped early)" if stop.is_set() else ""),
+        soft_wrap=True,
+    )
+    if res.acknowledged < res.sent and not stop.is_set():
+        raise InputError(
+            f"{file}: the trigger at {endpoint} acknowledged {res.acknowledged:,} of {res.sent:,} events "
+            f"({rejected:,} rejected, {res.unacknowledged:,} never confirmed: it stopped or did not answer "
+            f"within --ack-timeout {ack_timeout:g} s); see its summary.json."
+        )

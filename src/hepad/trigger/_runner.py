@@ -204,6 +204,7 @@ def run_trigger(
     scorer = _as_scorer(model, engine, threads)
     if isinstance(source, str):
         source = parse_source(source, max_events=max_events)
+    source.expect_features(scorer.n_features)  # a ZeroMQ source rejects batches of other shapes
     initial = scorer.threshold if scorer.threshold is not None and math.isfinite(scorer.threshold) else 0.0
     tracker = WindowQuantileTracker(fraction, initial, window=window_events)
     monitor = AcceptRateMonitor(fraction, tracker.window, band=band)
@@ -371,6 +372,7 @@ def run_trigger(
         alerts={"accept_rate": c["rate_alerts"], "score_drift": c["drift_alerts"]},
         accepted_files=list(writer.files), processed_id_ranges=ids.merged(), drained=c["drained"],
         announced_total=getattr(source, "total_announced", None),
+        extra={"source": source.report()} if source.report() else {},
     )
     _write_summary(out / "summary.json", summary)
     if error is not None:

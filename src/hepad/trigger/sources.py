@@ -1,14 +1,38 @@
 """Event sources of the trigger (file replay, ZeroMQ) and the ZeroMQ producer.
 
-Wire format (ZeroMQ PUSH -> PULL): every message is two frames,
+Wire format, version 2 (ZeroMQ DEALER -> ROUTER)
+-----------------------------------------------
+The trigger binds a ROUTER socket (it is the long-lived service); each producer connects a
+DEALER (``zmq+connect:`` reverses who binds). A producer message is exactly two frames:
 
-1. a small JSON header: ``{"v": 1, "type": "batch", "first_id": i0, "count": n,
-   "shape": [n, 19, 4], "dtype": "<f4"}``, or ``{"v": 1, "type": "eos", "total": N}`` at the
-   end of the stream;
-2. the events as raw C-order numpy bytes (empty for ``eos``).
+1. a UTF-8 JSON object of at most 4 KiB, the header::
 
-Event ids of a batch are ``first_id .. first_id + count - 1``. The trigger binds its PULL
-socket (it is the long-lived service) and producers connect; ``zmq+connect:`` reverses that.
+     {"v": 2, "type": "batch", "producer": "NAME", "seq": S, "first_id": I0, "count": N,
+      "shape": [N, 19, 4], "dtype": "<f4"}
+     {"v": 2, "type": "eos", "producer": "NAME", "seq": S, "total": T}
+
+   ``producer`` (1-128 characters) names the stream, unique per producer process; ``seq``
+   counts that producer's messages from 0; ``first_id`` >= 0 is the id of the batch's first
+   event (ids ``I0 .. I0+N-1``); ``shape`` is ``[N, 19, 4]`` (ADC2021 objects) or ``[N, F]``
+   (features), matching the model; ``dtype`` is ``"<f4"`` or ``"<f8"``; ``total`` is the number
+   of events the producer sent. No other keys.
+2. the events as raw C-order little-endian bytes, exactly ``N * prod(shape[1:]) * itemsize``
+   bytes, every value finite (empty for ``eos``).
+
+The trigger answers each message with one JSON frame: ``{"v": 2, "type": "ack", "seq": S,
+"accepted": N}`` (or ``"accepted": 0, "reason": "..."``), and an ``eos`` with ``{"type":
+"eos_ack", "received": R, "rejected_events": X, "rejected_messages": M}``. An acknowledged event
+has been taken into the trigger's accounting (it is processed before the trigger exits).
+
+A message that breaks any rule is **rejected**: counted in the trigger summary under its
+reason (``frames``, ``header``, ``version``, ``type``, ``keys``, ``value``, ``dtype``,
+``shape``, ``size``, ``non_finite``, ``duplicate_ids``, ``after_eos``, ``too_large``), acknowledged
+with that reason, logged, and the trigger keeps running; the messages around it are unaffected.
+Ids are unique over the run: a batch overlapping ids already received is rejected.
+
+The stream ends when every producer seen has sent its ``eos`` and no new producer has spoken for
+``eos_grace_s`` (0.5 s), or, with ``producers=N`` (``zmq:tcp://HOST:PORT?producers=N``), once N
+producers have ended; ``idle_timeout=S`` ends it after S seconds without a valid message.
 """
 
 from __future__ import annotations
@@ -25,13 +49,16 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, DependencyError, InputError
+from ..errors import ConfigError, DependencyError, InputError, closest
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Batch", "Source", "ReplaySource", "ZmqSource", "parse_source", "stream_events", "WIRE_VERSION"]
+__all__ = [
+    "Batch", "Source", "ReplaySource", "ZmqSource", "WireDecoder", "Rejected", "StreamResult", "parse_source",
+    "stream_events", "WIRE_VERSION",
+]
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2
 
 
 @dataclass
@@ -59,6 +86,13 @@ class Source:
     def drain(self, timeout: float) -> list[Batch]:
         """Batches that already reached this process, for a shutdown that loses nothing."""
         return []
+
+    def expect_features(self, n_features: int) -> None:
+        """Told by the trigger which inputs the model takes (a source may reject other shapes)."""
+
+    def report(self) -> dict[str, Any]:
+        """Source-specific counts for the trigger summary (e.g. rejected messages)."""
+        return {}
 
     def close(self) -> None:
         pass
@@ -148,22 +182,260 @@ class ReplaySource(Source):
         self._thread.join(timeout=5.0)
 
 
-class ZmqSource(Source):
-    """Receive event batches on a ZeroMQ PULL socket (bound by default).
+#: Largest header frame, message and batch the ZeroMQ source accepts (bounds memory per message).
+MAX_HEADER_BYTES = 4096
+MAX_MESSAGE_BYTES = 512 * 1024 * 1024
+MAX_BATCH_EVENTS = 1_000_000
+_DTYPES = {"<f4": np.dtype("<f4"), "<f8": np.dtype("<f8")}
+_BATCH_KEYS = frozenset({"v", "type", "producer", "seq", "first_id", "count", "shape", "dtype"})
+_EOS_KEYS = frozenset({"v", "type", "producer", "seq", "total"})
+_MAX_ID = 2**62
 
-    The stream ends ``eos_grace_s`` seconds after an end-of-stream message once no further
-    message arrives (stragglers from other producer connections are still taken).
+
+class Rejected(Exception):
+    """A message broke the wire format: ``reason`` (a short code) and ``detail`` (one line)."""
+
+    def __init__(self, reason: str, detail: str, producer: str | None = None, count: int = 0) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail, self.producer, self.count = reason, detail, producer, count
+
+
+@dataclass
+class ProducerStats:
+    """What one producer sent, as the trigger saw it."""
+
+    messages: int = 0
+    events: int = 0
+    rejected_messages: int = 0
+    rejected_events: int = 0
+    ended: bool = False
+    announced_total: int | None = None
+    next_seq: int = 0
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+class _IdSet:
+    """Disjoint, merged half-open id ranges, for duplicate detection across producers."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.stops: list[int] = []
+
+    def overlaps(self, a: int, b: int) -> bool:
+        import bisect
+
+        i = bisect.bisect_right(self.starts, a) - 1
+        if i >= 0 and self.stops[i] > a:
+            return True
+        return i + 1 < len(self.starts) and self.starts[i + 1] < b
+
+    def add(self, a: int, b: int) -> None:
+        import bisect
+
+        i = bisect.bisect_right(self.starts, a)
+        if i > 0 and self.stops[i - 1] == a:  # extends the range before
+            self.stops[i - 1] = b
+            i -= 1
+        else:
+            self.starts.insert(i, a)
+            self.stops.insert(i, b)
+        if i + 1 < len(self.starts) and self.starts[i + 1] == self.stops[i]:  # touches the next
+            self.stops[i] = self.stops.pop(i + 1)
+            self.starts.pop(i + 1)
+
+
+class WireDecoder:
+    """Validates wire-format messages (see the module docstring) and keeps the per-producer counts.
+
+    ``decode(frames)`` returns a :class:`Batch`, or None for an end-of-stream; it raises
+    :class:`Rejected` for a bad message (after counting it). It never raises anything else.
     """
 
-    eos_grace_s = 0.2
+    def __init__(self, n_features: int | None = None) -> None:
+        self.producers: dict[str, ProducerStats] = {}
+        self.rejected: dict[str, int] = {}
+        self.rejected_events = 0
+        #: producer and seq of the last message decoded (None where its header did not say)
+        self.last_producer: str | None = None
+        self.last_seq: int | None = None
+        self._ids = _IdSet()
+        self._shapes: set[tuple[int, ...]] | None = None
+        if n_features is not None:
+            self.expect_features(n_features)
 
-    def __init__(self, endpoint: str, *, bind: bool = True, rcvhwm: int = 64) -> None:
+    def expect_features(self, n_features: int) -> None:
+        """Accept only events the model takes: (F,) features, or (19, 4) objects when F is 57."""
+        shapes = {(int(n_features),)}
+        if int(n_features) == 57:
+            shapes.add((19, 4))
+        self._shapes = shapes
+
+    # ------------------------------------------------------------------ helpers
+    def _reject(self, reason: str, detail: str, producer: str | None = None, count: int = 0) -> Rejected:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        self.rejected_events += count
+        if producer is not None and producer in self.producers:
+            st = self.producers[producer]
+            st.rejected_messages += 1
+            st.rejected_events += count
+        return Rejected(reason, detail, producer, count)
+
+    def _header(self, frame: bytes) -> dict[str, Any]:
+        if len(frame) > MAX_HEADER_BYTES:
+            raise self._reject("header", f"header frame of {len(frame)} bytes (at most {MAX_HEADER_BYTES})")
+        try:
+            header = json.loads(bytes(frame).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise self._reject("header", "header frame is not UTF-8 JSON") from None
+        if not isinstance(header, dict):
+            raise self._reject("header", f"header is a JSON {type(header).__name__}, not an object")
+        return header
+
+    # ------------------------------------------------------------------ decode
+    def decode(self, frames: Sequence[bytes]) -> Batch | None:
+        self.last_producer, self.last_seq = None, None
+        if len(frames) != 2:
+            raise self._reject("frames", f"{len(frames)} frame(s); a message is a header frame and a payload frame")
+        header = self._header(frames[0])
+        payload = frames[1]
+        v = header.get("v")
+        if v != WIRE_VERSION or not _is_int(v):
+            raise self._reject("version", f"wire version {v!r}; this trigger speaks version {WIRE_VERSION}")
+        kind = header.get("type")
+        if kind not in ("batch", "eos"):
+            raise self._reject("type", f"message type {kind!r}; expected 'batch' or 'eos'")
+        allowed = _BATCH_KEYS if kind == "batch" else _EOS_KEYS
+        keys = set(header)
+        if keys != allowed:
+            what = (f"missing {sorted(allowed - keys)}" if allowed - keys else "") + (
+                f"{' and ' if allowed - keys else ''}unknown {sorted(keys - allowed)}" if keys - allowed else "")
+            raise self._reject("keys", f"{kind} header: {what}")
+        producer = header["producer"]
+        self.last_producer, self.last_seq = None, header["seq"] if _is_int(header["seq"]) else None
+        if not isinstance(producer, str) or not 1 <= len(producer) <= 128:
+            raise self._reject("value", "producer must be a string of 1-128 characters")
+        st = self.producers.get(producer)
+        seq = header["seq"]
+        if not _is_int(seq) or seq < 0:
+            raise self._reject("value", f"seq={seq!r} is not a non-negative integer", producer if st else None)
+        if st is None:
+            st = self.producers[producer] = ProducerStats()
+        self.last_producer = producer
+        if st.ended:
+            raise self._reject("after_eos", f"producer {producer!r} sent a message after its end-of-stream", producer)
+        if kind == "eos":
+            total = header["total"]
+            if not _is_int(total) or total < 0:
+                raise self._reject("value", f"eos total={total!r} is not a non-negative integer", producer)
+            if len(payload):
+                raise self._reject("size", f"eos with a {len(payload)}-byte payload (must be empty)", producer)
+            st.ended, st.announced_total = True, total
+            st.messages += 1
+            st.next_seq = seq + 1
+            lost = total - st.events - st.rejected_events
+            if lost:
+                log.warning("producer %r announced %d events; %d received, %d rejected, %d never arrived",
+                            producer, total, st.events, st.rejected_events, lost)
+            return None
+        count = header["count"]
+        count_ok = _is_int(count) and 1 <= count <= MAX_BATCH_EVENTS
+        n_claimed = count if count_ok else 0
+        if not count_ok:
+            raise self._reject("value", f"count={count!r} (an integer in [1, {MAX_BATCH_EVENTS}])", producer)
+        first_id = header["first_id"]
+        if not _is_int(first_id) or not 0 <= first_id <= _MAX_ID - count:
+            raise self._reject("value", f"first_id={first_id!r} (an integer in [0, 2**62))", producer, n_claimed)
+        dtype = _DTYPES.get(header["dtype"]) if isinstance(header["dtype"], str) else None
+        if dtype is None:
+            raise self._reject("dtype", f"dtype {header['dtype']!r}; send one of {', '.join(_DTYPES)}", producer, n_claimed)
+        shape = header["shape"]
+        if not isinstance(shape, list) or not 2 <= len(shape) <= 3 or not all(_is_int(d) and d >= 1 for d in shape):
+            raise self._reject("shape", f"shape {shape!r}; expected [count, 19, 4] or [count, F]", producer, n_claimed)
+        event_shape = tuple(shape[1:])
+        if shape[0] != count:
+            raise self._reject("shape", f"shape {shape} holds {shape[0]} events, count says {count}", producer, n_claimed)
+        if self._shapes is not None and event_shape not in self._shapes:
+            want = " or ".join(str([count, *s]) for s in sorted(self._shapes))
+            raise self._reject("shape", f"events of shape {list(event_shape)}; the model takes {want}", producer, n_claimed)
+        size = count * int(np.prod(event_shape)) * dtype.itemsize
+        if size > MAX_MESSAGE_BYTES:
+            raise self._reject("too_large", f"{size} payload bytes (at most {MAX_MESSAGE_BYTES})", producer, n_claimed)
+        if len(payload) != size:
+            raise self._reject("size", f"payload of {len(payload)} bytes; shape {shape} {header['dtype']} needs {size}",
+                               producer, n_claimed)
+        data = np.frombuffer(payload, dtype=dtype).reshape(shape)
+        with np.errstate(over="ignore", invalid="ignore"):
+            data = data.astype(np.float32)  # a copy: the frame buffer is not kept
+        if not np.isfinite(data).all():
+            bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+            raise self._reject("non_finite", f"{bad} NaN/inf value(s) (or beyond float32)", producer, n_claimed)
+        if self._ids.overlaps(first_id, first_id + count):
+            raise self._reject("duplicate_ids", f"ids {first_id}..{first_id + count - 1} overlap ids already received",
+                               producer, n_claimed)
+        if self._shapes is None:
+            self._shapes = {event_shape}  # without a model's word, the first good batch sets the shape
+        self._ids.add(first_id, first_id + count)
+        st.messages += 1
+        st.events += count
+        st.next_seq = seq + 1
+        return Batch(first_id, data, time.monotonic())
+
+    # ------------------------------------------------------------------ report
+    def report(self) -> dict[str, Any]:
+        return {
+            "wire_version": WIRE_VERSION,
+            "received_events": sum(p.events for p in self.producers.values()),
+            "rejected_messages": dict(sorted(self.rejected.items())),
+            "rejected_events": self.rejected_events,
+            "producers": {
+                name: {
+                    "messages": p.messages, "events": p.events, "rejected_messages": p.rejected_messages,
+                    "rejected_events": p.rejected_events, "ended": p.ended, "announced_total": p.announced_total,
+                }
+                for name, p in self.producers.items()
+            },
+        }
+
+
+class ZmqSource(Source):
+    """Receive event batches on a ZeroMQ ROUTER socket (bound by default); see the wire format above.
+
+    Parameters
+    ----------
+    endpoint : str
+        ``tcp://HOST:PORT``.
+    bind : bool
+        Bind (default) or connect to a binding producer.
+    producers : int, optional
+        End the stream once this many producers have sent their end-of-stream (default: once
+        every producer seen has ended and none spoke for ``eos_grace_s``).
+    idle_timeout_s : float, optional
+        End the stream after this many seconds without a valid message.
+    n_features : int, optional
+        The model's inputs per event (the trigger sets it): other event shapes are rejected.
+    """
+
+    eos_grace_s = 0.5
+    #: warnings per rejection reason before they are only counted
+    _warn_limit = 10
+
+    def __init__(self, endpoint: str, *, bind: bool = True, rcvhwm: int = 64, producers: int | None = None,
+                 idle_timeout_s: float | None = None, n_features: int | None = None) -> None:
+        if producers is not None and (not _is_int(producers) or producers < 1):
+            raise ConfigError(f"zmq source: producers must be a positive integer, got {producers!r}.")
+        if idle_timeout_s is not None and not idle_timeout_s > 0:
+            raise ConfigError(f"zmq source: idle_timeout must be positive, got {idle_timeout_s!r}.")
         zmq = _zmq()
         self._zmq = zmq
         self._ctx = zmq.Context.instance()
-        self._sock = self._ctx.socket(zmq.PULL)
+        self._sock = self._ctx.socket(zmq.ROUTER)
         self._sock.setsockopt(zmq.RCVHWM, int(rcvhwm))
+        self._sock.setsockopt(zmq.SNDHWM, 100_000)  # acks are tiny; never block the trigger on them
         self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES + MAX_HEADER_BYTES)
         try:
             if bind:
                 self._sock.bind(endpoint)
@@ -176,39 +448,98 @@ class ZmqSource(Source):
         self._poller = zmq.Poller()
         self._poller.register(self._sock, zmq.POLLIN)
         self.description = f"zmq:{self.endpoint}"
-        self.total_announced: int | None = None
-        self._eos_seen = False
+        self.expected_producers = producers
+        self.idle_timeout_s = idle_timeout_s
+        self.decoder = WireDecoder(n_features)
+        self.end_reason: str | None = None
+        self._last_valid = time.monotonic()
+        self._last_message = time.monotonic()
+        self._warned: dict[str, int] = {}
 
-    def _decode(self, frames: list[bytes]) -> Batch | None:
+    def expect_features(self, n_features: int) -> None:
+        self.decoder.expect_features(n_features)
+
+    @property
+    def total_announced(self) -> int | None:
+        """Sum of the end-of-stream totals of the producers that ended (None before any)."""
+        totals = [p.announced_total for p in self.decoder.producers.values() if p.announced_total is not None]
+        return sum(totals) if totals else None
+
+    def report(self) -> dict[str, Any]:
+        """Per-producer counts and rejected messages by reason (goes into the trigger summary)."""
+        out = self.decoder.report()
+        out["end_reason"] = self.end_reason
+        return out
+
+    def _ack(self, identity: bytes, doc: dict[str, Any]) -> None:
         try:
-            header = json.loads(frames[0])
-        except ValueError:
-            raise InputError(f"{self.description}: a message header is not JSON; is the producer a hepad stream?") from None
-        kind = header.get("type")
-        if kind == "eos":
-            # Messages of other producer connections may still be in flight (each connection
-            # is its own ordered pipe): keep taking them until the socket has been quiet.
-            self._eos_seen = True
-            self.total_announced = header.get("total")
+            self._sock.send_multipart([identity, json.dumps({"v": WIRE_VERSION, **doc}).encode()],
+                                      flags=self._zmq.NOBLOCK)
+        except self._zmq.ZMQError:  # the producer is gone or not reading: its count stays unacknowledged
+            pass
+
+    def _take(self, frames: list[bytes]) -> Batch | None:
+        identity, body = frames[0], frames[1:]
+        self._last_message = time.monotonic()
+        try:
+            batch = self.decoder.decode(body)
+        except Rejected as r:
+            n = self._warned.get(r.reason, 0) + 1
+            self._warned[r.reason] = n
+            if n <= self._warn_limit:
+                log.warning("%s: rejected a message%s: %s%s", self.description,
+                            f" from {r.producer!r}" if r.producer else "", r,
+                            " (further ones of this kind are only counted)" if n == self._warn_limit else "")
+            self._ack(identity, {"type": "ack", "seq": self.decoder.last_seq, "accepted": 0,
+                                 "reason": r.reason, "detail": r.detail})
             return None
-        if kind != "batch" or len(frames) != 2:
-            raise InputError(f"{self.description}: unexpected message {header!r} (wire version {WIRE_VERSION}).")
-        data = np.frombuffer(frames[1], dtype=np.dtype(header.get("dtype", "<f4")))
-        data = data.reshape(header["shape"]).astype(np.float32, copy=False)
-        if data.shape[0] != int(header["count"]):
-            raise InputError(f"{self.description}: header says {header['count']} events, payload holds {data.shape[0]}.")
-        return Batch(int(header["first_id"]), data, time.monotonic())
+        self._last_valid = time.monotonic()
+        if batch is None:  # an end-of-stream
+            st = self.decoder.producers[str(self.decoder.last_producer)]
+            self._ack(identity, {"type": "eos_ack", "seq": self.decoder.last_seq, "received": st.events,
+                                 "rejected_events": st.rejected_events, "rejected_messages": st.rejected_messages})
+            self._check_end()
+            return None
+        self._ack(identity, {"type": "ack", "seq": self.decoder.last_seq, "accepted": len(batch)})
+        return batch
+
+    def _all_ended(self) -> bool:
+        prods = self.decoder.producers.values()
+        return bool(prods) and all(p.ended for p in prods)
+
+    def _check_end(self) -> None:
+        if self.done:
+            return
+        now = time.monotonic()
+        ended = sum(p.ended for p in self.decoder.producers.values())
+        if self.expected_producers is not None:
+            if ended >= self.expected_producers and self._all_ended():
+                self.done, self.end_reason = True, f"end_of_stream ({ended} producers)"
+        elif self._all_ended() and now - self._last_message >= self.eos_grace_s:
+            self.done, self.end_reason = True, f"end_of_stream ({ended} producer{'s' if ended != 1 else ''})"
+        if not self.done and self.idle_timeout_s is not None and now - self._last_valid >= self.idle_timeout_s:
+            self.done, self.end_reason = True, f"idle_timeout ({self.idle_timeout_s:g} s without a valid message)"
+            log.warning("%s: no valid message for %.3g s; ending the stream", self.description, self.idle_timeout_s)
 
     def receive(self, timeout: float) -> Batch | None:
         if self.done:
             return None
-        if self._eos_seen:
-            timeout = self.eos_grace_s
-        if not self._poller.poll(max(0, int(timeout * 1000))):
-            if self._eos_seen:
-                self.done = True
-            return None
-        return self._decode(self._sock.recv_multipart(copy=True))
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            # Rejected messages and end-of-streams are taken in the same call: a flood of bad
+            # messages cannot hold up the micro-batch clock for longer than ``timeout``.
+            left = max(0.0, deadline - time.monotonic())
+            if self._all_ended() and self.expected_producers is None:
+                left = min(left, max(0.0, self._last_message + self.eos_grace_s - time.monotonic()))
+            if not self._poller.poll(int(left * 1000)):
+                self._check_end()
+                return None
+            b = self._take(self._sock.recv_multipart(copy=True))
+            if b is not None:
+                return b
+            self._check_end()
+            if self.done or time.monotonic() >= deadline:
+                return None
 
     def drain(self, timeout: float) -> list[Batch]:
         """Everything queued on the socket, waiting up to ``timeout`` s for in-flight messages."""
@@ -216,12 +547,10 @@ class ZmqSource(Source):
         deadline = time.monotonic() + timeout
         while not self.done:
             left = deadline - time.monotonic()
-            if self._eos_seen:
-                left = min(left, self.eos_grace_s)
             # A short quiet gap ends the drain: the producer may keep sending forever.
             if left <= 0 or not self._poller.poll(int(min(left, 0.05) * 1000)):
                 break
-            b = self._decode(self._sock.recv_multipart(copy=True))
+            b = self._take(self._sock.recv_multipart(copy=True))
             if b is not None:
                 out.append(b)
         return out
@@ -242,7 +571,9 @@ def parse_source(spec: str, *, max_events: int | None = None, chunk_size: int = 
     """A source from its command-line form.
 
     ``replay:FILE`` or ``replay:FILE@RATE_HZ`` (paced), ``zmq:tcp://HOST:PORT`` (bind and
-    receive), ``zmq+connect:tcp://HOST:PORT`` (connect to a binding producer).
+    receive), ``zmq+connect:tcp://HOST:PORT`` (connect to a binding producer). A ZeroMQ spec
+    takes options after ``?``: ``producers=N`` (end after N producers' end-of-stream) and
+    ``idle_timeout=SECONDS``, e.g. ``zmq:tcp://127.0.0.1:5555?producers=2&idle_timeout=30``.
     """
     scheme, sep, rest = str(spec).partition(":")
     if not sep or not rest:
@@ -262,7 +593,23 @@ def parse_source(spec: str, *, max_events: int | None = None, chunk_size: int = 
             raise InputError(f"replay source: no such file {path}.")
         return ReplaySource(path, rate_hz=rate, chunk_size=chunk_size, max_events=max_events)
     if scheme in ("zmq", "zmq+connect"):
-        return ZmqSource(rest, bind=scheme == "zmq")
+        endpoint, _, query = rest.partition("?")
+        opts: dict[str, Any] = {}
+        for item in filter(None, query.split("&")):
+            key, _, value = item.partition("=")
+            if key not in ("producers", "idle_timeout"):
+                raise ConfigError(
+                    f"source {spec!r}: unknown option {key!r}.{closest(key, ['producers', 'idle_timeout'])} "
+                    "Valid: producers=N, idle_timeout=SECONDS."
+                )
+            try:
+                if key == "producers":
+                    opts["producers"] = int(value)
+                else:
+                    opts["idle_timeout_s"] = float(value)
+            except ValueError:
+                raise ConfigError(f"source {spec!r}: {key}={value!r} is not a number.") from None
+        return ZmqSource(endpoint, bind=scheme == "zmq", **opts)
     raise ConfigError(
         f"source {spec!r}: unknown scheme {scheme!r}; write replay:FILE[@RATE_HZ], zmq:tcp://HOST:PORT "
         "or zmq+connect:tcp://HOST:PORT."
@@ -270,9 +617,38 @@ def parse_source(spec: str, *, max_events: int | None = None, chunk_size: int = 
 
 
 # ---------------------------------------------------------------------- producer
-def _header(first_id: int, data: np.ndarray) -> bytes:
-    return json.dumps({"v": WIRE_VERSION, "type": "batch", "first_id": int(first_id), "count": int(data.shape[0]),
-                       "shape": list(data.shape), "dtype": data.dtype.str}).encode()
+@dataclass
+class StreamResult:
+    """What :func:`stream_events` sent and what the trigger acknowledged.
+
+    ``acknowledged`` events were taken into the trigger's accounting; ``rejected`` maps a
+    rejection reason to the events the trigger refused for it; ``unacknowledged`` events were
+    sent but never confirmed (still queued, or lost when the trigger stopped). ``complete`` is
+    True when the trigger confirmed this producer's end-of-stream.
+    """
+
+    producer: str
+    sent: int
+    acknowledged: int
+    rejected: dict[str, int]
+    complete: bool
+
+    @property
+    def unacknowledged(self) -> int:
+        return self.sent - self.acknowledged - sum(self.rejected.values())
+
+
+def _producer_name() -> str:
+    import socket
+    import uuid
+
+    return f"{socket.gethostname()[:64]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _header(producer: str, seq: int, first_id: int, data: np.ndarray) -> bytes:
+    return json.dumps({"v": WIRE_VERSION, "type": "batch", "producer": producer, "seq": int(seq),
+                       "first_id": int(first_id), "count": int(data.shape[0]), "shape": list(data.shape),
+                       "dtype": data.dtype.str}).encode()
 
 
 def _iter_arrays(events: Any, sizes: list[int], max_events: int | None) -> Iterator[np.ndarray]:
@@ -307,18 +683,55 @@ def _iter_arrays(events: Any, sizes: list[int], max_events: int | None) -> Itera
         yield carry
 
 
-def _send(zmq: Any, sock: Any, frames: list, stop_event: threading.Event | None, timeout_s: float | None) -> bool:
+def _send(zmq: Any, sock: Any, frames: list, stop_event: threading.Event | None, timeout_s: float | None,
+          on_idle: Any = None) -> bool:
     """Send when the peer has room; False if stopped or timed out (a blocking send could hang)."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
         if sock.poll(100, zmq.POLLOUT):
             sock.send_multipart(frames, copy=True)
             return True
+        if on_idle is not None:
+            on_idle()
         if stop_event is not None and stop_event.is_set():
             return False
         if deadline is not None and time.monotonic() > deadline:
             log.warning("no trigger took a message for %.1f s; stopping the stream", timeout_s)
             return False
+
+
+class _Acks:
+    """The trigger's answers to one producer, read without blocking the stream."""
+
+    def __init__(self, zmq: Any, sock: Any) -> None:
+        self.zmq, self.sock = zmq, sock
+        self.acknowledged = 0
+        self.rejected: dict[str, int] = {}
+        self.eos: dict[str, Any] | None = None
+        self._sizes: dict[int, int] = {}
+
+    def sent(self, seq: int, n: int) -> None:
+        self._sizes[seq] = n
+
+    def read(self, timeout_s: float = 0.0) -> None:
+        zmq = self.zmq
+        while self.sock.poll(int(timeout_s * 1000), zmq.POLLIN):
+            timeout_s = 0.0
+            try:
+                doc = json.loads(self.sock.recv(zmq.NOBLOCK))
+            except (zmq.ZMQError, ValueError):
+                continue
+            if not isinstance(doc, dict):
+                continue
+            if doc.get("type") == "eos_ack":
+                self.eos = doc
+            elif doc.get("type") == "ack":
+                n = self._sizes.pop(doc.get("seq"), 0) if _is_int(doc.get("seq")) else 0
+                if doc.get("reason"):
+                    reason = str(doc["reason"])
+                    self.rejected[reason] = self.rejected.get(reason, 0) + n
+                elif _is_int(doc.get("accepted")):
+                    self.acknowledged += int(doc["accepted"])
 
 
 def stream_events(
@@ -334,8 +747,10 @@ def stream_events(
     stop_event: threading.Event | None = None,
     on_batch: Any = None,
     timeout_s: float | None = None,
-) -> int:
-    """Push events to a trigger over ZeroMQ (PUSH socket); returns the number of events sent.
+    ack_timeout_s: float = 5.0,
+    producer: str | None = None,
+) -> StreamResult:
+    """Push events to a trigger over ZeroMQ (DEALER socket, wire format version 2).
 
     Parameters
     ----------
@@ -350,9 +765,9 @@ def stream_events(
     max_events : int, optional
         Stop after this many events.
     first_id : int
-        Id of the first event (ids are consecutive).
+        Id of the first event (ids are consecutive). Several producers need disjoint ids.
     send_eos : bool
-        Send the end-of-stream message at the end (the trigger then stops).
+        Send the end-of-stream message at the end.
     stop_event : threading.Event, optional
         Set it to stop early (an end-of-stream message is still sent).
     on_batch : callable, optional
@@ -360,16 +775,31 @@ def stream_events(
     timeout_s : float, optional
         Give up when the trigger takes no message for this long (default: wait forever, e.g.
         for a trigger that is not up yet).
+    ack_timeout_s : float
+        After the end-of-stream, how long to wait for the trigger to confirm it.
+    producer : str, optional
+        This stream's name on the wire (default: host:pid:random).
+
+    Returns
+    -------
+    StreamResult
+        Events sent, acknowledged by the trigger, rejected by reason, and whether the trigger
+        confirmed the end-of-stream.
     """
     zmq = _zmq()
     sizes = [int(batch_size)] if isinstance(batch_size, (int, np.integer)) else [int(b) for b in batch_size]
     if not sizes or min(sizes) < 1:
         raise ConfigError(f"batch sizes must be >= 1, got {batch_size}.")
+    if first_id < 0:
+        raise ConfigError(f"first_id must be >= 0, got {first_id}.")
+    name = producer or _producer_name()
+    if not 1 <= len(name) <= 128:
+        raise ConfigError(f"producer name must have 1-128 characters, got {len(name)}.")
     ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.PUSH)
+    sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.SNDHWM, 16)
-    # Give queued messages (and the end-of-stream) up to 10 s to leave on close.
-    sock.setsockopt(zmq.LINGER, 10_000)
+    sock.setsockopt(zmq.RCVHWM, 100_000)
+    sock.setsockopt(zmq.LINGER, 1000)
     try:
         if bind:
             sock.bind(endpoint)
@@ -378,7 +808,9 @@ def stream_events(
     except zmq.ZMQError as exc:
         sock.close(linger=0)
         raise ConfigError(f"cannot {'bind' if bind else 'connect'} {endpoint}: {exc}.") from None
+    acks = _Acks(zmq, sock)
     sent = 0
+    seq = 0
     t0 = time.monotonic()
     try:
         for data in _iter_arrays(events, sizes, max_events):
@@ -393,18 +825,32 @@ def stream_events(
                     # from now instead of bursting to catch up.
                     t0 -= delay + 0.1
             data = np.ascontiguousarray(data, dtype=np.float32)
-            frames = [_header(first_id + sent, data), memoryview(data).cast("B")]
-            if not _send(zmq, sock, frames, stop_event, timeout_s):
+            frames = [_header(name, seq, first_id + sent, data), memoryview(data).cast("B")]
+            if not _send(zmq, sock, frames, stop_event, timeout_s, acks.read):
                 break
+            acks.sent(seq, int(data.shape[0]))
+            seq += 1
             if on_batch is not None:
                 on_batch(first_id + sent, int(data.shape[0]))
             sent += int(data.shape[0])
+            acks.read()
         if send_eos:
-            eos = [json.dumps({"v": WIRE_VERSION, "type": "eos", "total": sent}).encode(), b""]
+            eos = [json.dumps({"v": WIRE_VERSION, "type": "eos", "producer": name, "seq": seq,
+                               "total": sent}).encode(), b""]
+            stopped = stop_event is not None and stop_event.is_set()
             # After a stop request, wait at most a second for the trigger to take the message.
-            _send(zmq, sock, eos, None, 1.0 if stop_event is not None and stop_event.is_set() else timeout_s)
+            if _send(zmq, sock, eos, None, 1.0 if stopped else timeout_s, acks.read):
+                deadline = time.monotonic() + (min(ack_timeout_s, 1.0) if stopped else ack_timeout_s)
+                while acks.eos is None and time.monotonic() < deadline:
+                    acks.read(min(0.1, max(0.0, deadline - time.monotonic())))
+        acks.read()
     finally:
         stopped = stop_event is not None and stop_event.is_set()
-        sock.close(linger=0 if stopped else None)
-    log.info("streamed %d events to %s in %.2f s", sent, endpoint, time.monotonic() - t0)
-    return sent
+        # Confirmed (everything arrived) or stopped: nothing to wait for. Otherwise give queued
+        # messages a second; whatever is still queued then is reported as unacknowledged.
+        sock.close(linger=0 if stopped or acks.eos is not None else 1000)
+    result = StreamResult(producer=name, sent=sent, acknowledged=acks.acknowledged, rejected=dict(acks.rejected),
+                          complete=acks.eos is not None)
+    log.info("streamed %d events to %s in %.2f s; %d acknowledged", sent, endpoint, time.monotonic() - t0,
+             result.acknowledged)
+    return result
