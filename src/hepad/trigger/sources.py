@@ -30,9 +30,12 @@ reason (``frames``, ``header``, ``version``, ``type``, ``keys``, ``value``, ``dt
 with that reason, logged, and the trigger keeps running; the messages around it are unaffected.
 Ids are unique over the run: a batch overlapping ids already received is rejected.
 
-The stream ends when every producer seen has sent its ``eos`` and no new producer has spoken for
-``eos_grace_s`` (0.5 s), or, with ``producers=N`` (``zmq:tcp://HOST:PORT?producers=N``), once N
-producers have ended; ``idle_timeout=S`` ends it after S seconds without a valid message.
+The stream ends when every producer seen has sent its ``eos`` and no message has arrived for
+``eos_grace_s`` (0.5 s), or, with ``producers=N`` (``zmq:tcp://HOST:PORT?producers=N``), as soon
+as N producers have ended (others still talking are then cut off: their later messages are never
+received, and their producers see them unacknowledged); ``idle_timeout=S`` ends it after S seconds
+without a valid message. Without ``producers=N``, a producer that connects more than 0.5 s after
+all the others ended finds the trigger gone: give N when producers start at different times.
 """
 
 from __future__ import annotations
@@ -325,7 +328,9 @@ class WireDecoder:
             st = self.producers[producer] = ProducerStats()
         self.last_producer = producer
         if st.ended:
-            raise self._reject("after_eos", f"producer {producer!r} sent a message after its end-of-stream", producer)
+            c = header.get("count")
+            n = c if kind == "batch" and _is_int(c) and 1 <= c <= MAX_BATCH_EVENTS else 0
+            raise self._reject("after_eos", f"producer {producer!r} sent a message after its end-of-stream", producer, n)
         if kind == "eos":
             total = header["total"]
             if not _is_int(total) or total < 0:
@@ -513,7 +518,7 @@ class ZmqSource(Source):
         now = time.monotonic()
         ended = sum(p.ended for p in self.decoder.producers.values())
         if self.expected_producers is not None:
-            if ended >= self.expected_producers and self._all_ended():
+            if ended >= self.expected_producers:
                 self.done, self.end_reason = True, f"end_of_stream ({ended} producers)"
         elif self._all_ended() and now - self._last_message >= self.eos_grace_s:
             self.done, self.end_reason = True, f"end_of_stream ({ended} producer{'s' if ended != 1 else ''})"
