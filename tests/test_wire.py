@@ -263,7 +263,7 @@ def test_stream_command_exits_non_zero_when_events_were_not_acknowledged(events_
     source = ZmqSource(ep)
     th, result = _start_trigger(scorer, source, tmp_path / "out", max_events=500, batch_size=100)
     monkeypatch.setattr(sys, "argv", ["hepad", "stream", str(events_file), "--to", f"zmq:{ep}",
-                                      "--batch", "100", "--timeout", "3", "--ack-timeout", "1"])
+                                      "--batch-size", "100", "--timeout", "3", "--ack-timeout", "1"])
     with pytest.raises(SystemExit) as info:
         run()
     out, err = capsys.readouterr()
@@ -278,7 +278,7 @@ def test_stream_command_reports_a_complete_stream(events_file, scorer, tmp_path,
     ep = f"tcp://127.0.0.1:{_free_port()}"
     th, result = _start_trigger(scorer, ZmqSource(ep), tmp_path / "out")
     monkeypatch.setattr(sys, "argv", ["hepad", "stream", str(events_file), "--to", f"zmq:{ep}",
-                                      "--batch", "700", "--max-events", "2000", "--timeout", "10"])
+                                      "--batch-size", "700", "--max-events", "2000", "--timeout", "10"])
     try:
         run()  # returns on success
     except SystemExit as exc:
