@@ -200,7 +200,19 @@ def _text_list(f: h5py.File, name: str) -> list[str] | None:
 
 #: What the ADC2021 Zenodo files store beside ``Particles``.
 ADC_PARTICLE_NAMES = ("pt", "eta", "phi", "class")
-ADC_PARTICLE_CLASSES = ("met_class_1", "four_ele_class_2", "four_mu_class_3", "ten_jet_class_4")
+#: Particles_Classes, in slot order: MET_class_1, Four_Ele_class_2, Four_Mu_class_3, Ten_Jet_class_4
+_CLASS_WORDS = (("met",), ("ele",), ("mu",), ("jet",))
+
+
+def _classes_match(classes: list[str]) -> bool:
+    """The object kind and type code of each class, in slot order (spelling may vary)."""
+    if len(classes) != len(_CLASS_WORDS):
+        return False
+    for i, (c, words) in enumerate(zip(classes, _CLASS_WORDS)):
+        c = c.strip().lower()
+        if not c.endswith(f"_{i + 1}") or not any(w in c for w in words):
+            return False
+    return True
 
 
 def _adc_metadata(f: h5py.File, path: Path, key: str) -> dict:
@@ -218,7 +230,7 @@ def _adc_metadata(f: h5py.File, path: Path, key: str) -> dict:
         out["particles_names"] = names
     classes = _text_list(f, "Particles_Classes")
     if classes is not None:
-        if tuple(c.strip().lower() for c in classes) != ADC_PARTICLE_CLASSES:
+        if not _classes_match(classes):
             raise FormatError(
                 f"{path}: Particles_Classes is {classes}; the ADC2021 layout is "
                 "MET_class_1, Four_Ele_class_2, Four_Mu_class_3, Ten_Jet_class_4 (slots 0, 1-4, 5-8, 9-18)."
