@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ..errors import ConfigError, MissingKeyError, closest
 
@@ -132,7 +132,12 @@ class MappingFile(BaseModel):
     muon: Union[CollectionSpec, _Absent, None] = None
     jet: Union[CollectionSpec, _Absent, None] = None
     met: Union[MetSpec, _Absent, None] = None
-    source: Optional[str] = None
+    _source: Optional[str] = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> str:
+        """Where the mapping came from (the file path, or ``mapping`` for a dict)."""
+        return self._source or "mapping"
 
     @field_validator("electron", "muon", "jet", "met", mode="before")
     @classmethod
@@ -182,7 +187,7 @@ def load_mapping(path: str | os.PathLike[str] | MappingABC | MappingFile) -> Map
             f"{where}: {loc or 'mapping'}: {err['msg']}.{hint} Keys: tree, electron, muon, jet, met; "
             "each collection takes prefix or branches, units, pt_min, abs_eta_max, select."
         ) from None
-    spec.source = where
+    spec._source = where
     return spec
 
 
