@@ -14,7 +14,23 @@ from .errors import InputError, InvalidValuesError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EventSet", "fill_objects"]
+__all__ = ["EventSet", "fill_objects", "VALIDATION_POLICY"]
+
+#: No object at the LHC carries more transverse momentum than the collision energy (GeV).
+PT_CEILING_GEV = 14_000.0
+#: Beyond the beam rapidity at 14 TeV (about 9.6) nothing is produced.
+ETA_CEILING = 10.0
+#: pi, plus the float32 rounding of pi itself.
+PHI_CEILING = float(np.pi) + 1e-4
+#: Flat features: beyond this, squares and sums no longer fit a float32 model.
+FLAT_CEILING = 1e15
+
+#: The validation policy applied to every event read (README, "Safety policies").
+VALIDATION_POLICY = (
+    "every value finite; object layout: type in {0,...,4} (integral), 0 <= pT <= "
+    f"{PT_CEILING_GEV:g} GeV, |eta| <= {ETA_CEILING:g}, |phi| <= pi; flat features: "
+    f"|value| <= {FLAT_CEILING:g}; only real-number dtypes (bool, complex, text refused)"
+)
 
 
 @dataclass(eq=False)
@@ -49,9 +65,14 @@ class EventSet:
 
     def __post_init__(self) -> None:
         data = np.asarray(self.data)
-        if data.dtype != np.float32:
-            data = data.astype(np.float32)
         source = self.provenance.get("source", "<memory>")
+        if data.dtype != np.float32:
+            if data.dtype == bool or not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)):
+                raise InputError(
+                    f"{source}: events have dtype {data.dtype}; hepad reads real numbers (float or "
+                    "integer). Convert them first, e.g. with .astype('float32') on what they mean."
+                )
+            data = data.astype(np.float32)
         if data.ndim == 3:
             if data.shape[1:] != (L.N_SLOTS, L.N_COLUMNS):
                 raise InputError(
@@ -158,29 +179,81 @@ class EventSet:
         out.labels = np.full(len(self), label, dtype=np.int8)
         return out
 
-    def invalid_mask(self) -> np.ndarray:
-        """Boolean mask of events holding a NaN or infinite value."""
-        flat = self.data.reshape(len(self), -1)
-        return ~np.isfinite(flat).all(axis=1)
+    def _problems(self) -> list[tuple[str, np.ndarray, str]]:
+        """(what, per-event mask, example) for each class of invalid value (see VALIDATION_POLICY)."""
+        n = len(self)
+        flat = self.data.reshape(n, -1)
+        out: list[tuple[str, np.ndarray, str]] = []
+        finite = np.isfinite(flat)
+        bad = ~finite.all(axis=1)
+        if bad.any():
+            out.append(("with NaN or inf values", bad,
+                        f"{int(np.isnan(flat).sum())} NaN, {int(np.isinf(flat).sum())} inf"))
+        with np.errstate(invalid="ignore"):
+            if self.is_objects:
+                d = self.data
+                pt, eta, phi, typ = d[..., 0], d[..., 1], d[..., 2], d[..., 3]
+                checks = (
+                    ("with an object type outside 0-4", ((typ != np.round(typ)) | (typ < 0) | (typ > 4)), typ),
+                    ("with negative pT", pt < 0, pt),
+                    (f"with pT above {PT_CEILING_GEV:g} GeV", pt > PT_CEILING_GEV, pt),
+                    (f"with |eta| above {ETA_CEILING:g}", np.abs(eta) > ETA_CEILING, eta),
+                    ("with phi outside [-pi, pi]", np.abs(phi) > PHI_CEILING, phi),
+                )
+                for what, mask, values in checks:
+                    mask = mask & np.isfinite(values)
+                    ev = mask.any(axis=1)
+                    if ev.any():
+                        vals = values[mask]
+                        worst = vals[np.argmax(np.abs(vals))]
+                        out.append((what, ev, f"e.g. {worst:.4g}"))
+            else:
+                big = (np.abs(flat) > FLAT_CEILING) & finite
+                ev = big.any(axis=1)
+                if ev.any():
+                    worst = flat[big][np.argmax(np.abs(flat[big]))]
+                    out.append((f"with |value| above {FLAT_CEILING:g}", ev, f"e.g. {worst:.4g}"))
+        return out
 
-    def check_finite(self, drop_invalid: bool = False) -> EventSet:
-        """Raise on NaN/inf values, or with ``drop_invalid`` drop those events and log how many."""
-        bad = self.invalid_mask()
-        n_bad = int(bad.sum())
-        if n_bad == 0:
+    def invalid_mask(self) -> np.ndarray:
+        """Boolean mask of events breaking the validation policy (NaN/inf, out-of-range values)."""
+        mask = np.zeros(len(self), dtype=bool)
+        for _, ev, _ in self._problems():
+            mask |= ev
+        return mask
+
+    def validate(self, drop_invalid: bool = False) -> EventSet:
+        """Check every event against :data:`VALIDATION_POLICY`.
+
+        Raises :class:`~hepad.errors.InvalidValuesError` naming each problem class with its
+        count, on one line; with ``drop_invalid`` drops those events instead, logs one warning
+        line with the same counts, and records ``provenance["dropped_invalid"]``.
+        """
+        if len(self) == 0:
             return self
-        flat = self.data.reshape(len(self), -1)
-        n_nan = int(np.isnan(flat).sum())
-        n_inf = int(np.isinf(flat).sum())
+        problems = self._problems()
+        if not problems:
+            return self
+        bad = np.zeros(len(self), dtype=bool)
+        for _, ev, _ in problems:
+            bad |= ev
+        n_bad = int(bad.sum())
+        classes = "; ".join(f"{int(ev.sum()):,} {what} ({ex})" for what, ev, ex in problems)
         if not drop_invalid:
             raise InvalidValuesError(
-                f"{self.source}: {n_bad} of {len(self)} events hold invalid values "
-                f"({n_nan} NaN, {n_inf} inf). Fix the input or pass --drop-invalid to drop them."
+                f"{self.source}: {n_bad:,} of {len(self):,} events hold invalid values: {classes}. "
+                "Fix the input, or pass --drop-invalid (drop_invalid=True) to drop them."
             )
-        log.warning("%s: dropped %d of %d events with NaN/inf values", self.source, n_bad, len(self))
+        log.warning("%s: dropped %s of %s events holding invalid values: %s", self.source, f"{n_bad:,}",
+                    f"{len(self):,}", classes)
         out = self[~bad]
-        out.provenance = {**self.provenance, "dropped_invalid": n_bad}
+        prev = int(self.provenance.get("dropped_invalid", 0) or 0)
+        out.provenance = {**self.provenance, "dropped_invalid": n_bad + prev}
         return out
+
+    def check_finite(self, drop_invalid: bool = False) -> EventSet:
+        """Former name of :meth:`validate` (which checks ranges as well as NaN/inf)."""
+        return self.validate(drop_invalid=drop_invalid)
 
     @staticmethod
     def concat(sets: Sequence[EventSet], provenance: Mapping[str, Any] | None = None) -> EventSet:

@@ -140,6 +140,7 @@ def _evaluate(model, background, sigs, output, scheduler, fprs, max_events, no_p
         import hepad
 
         det = hepad.load(model)
+        _check_model_features(det, [*background, *sigs.values()])
         with progress(disable=not show) as bar:
             task = bar.add_task("reading events", total=None)
             bkg, sig_events = E.load_samples(background, sigs, max_events=max_events)
@@ -153,6 +154,25 @@ def _evaluate(model, background, sigs, output, scheduler, fprs, max_events, no_p
     if scheduler is not None:
         written = result.save(output, plots=False, report=report, experiment=style, data=open_data)
     return written, result
+
+
+def _check_model_features(det: Any, specs: list[str]) -> None:
+    """Each event file must hold the model's features: checked on its first event, so that a
+    mismatch names the file (not the detector) before anything is computed."""
+    from ..io import read_events
+    from ..scoring import expand_files
+
+    n = getattr(det, "n_features_in_", None)
+    if n is None:
+        return
+    for path in expand_files(specs):
+        ev = read_events(path, entry_range=(0, 1), drop_invalid=True)
+        k = ev.features.shape[1]
+        if k != n:
+            raise ConfigError(
+                f"{path}: {k} features per event, but the model {det.name} was trained on {n}; "
+                "give files with the model's features."
+            )
 
 
 def _named_models(models: list[str]) -> dict[str, str]:

@@ -16,7 +16,7 @@ from ._app import app, console, err_console, progress, verbose
 _FORMAT_HELP = "File format (hdf5, csv, parquet, root); default: from the suffix."
 _KEY_HELP = "HDF5 dataset or ROOT tree (default: Particles/data, or the only/Events/mini/events tree)."
 _COLUMNS_HELP = "Comma-separated columns/branches to read as flat features, in this order."
-_DROP_HELP = "Drop events holding NaN/inf values (and report how many) instead of failing."
+_DROP_HELP = "Drop invalid events (NaN/inf, type outside 0-4, pT < 0 or above 14 TeV, |eta|/phi out of range) and report them, instead of failing."
 _MAPPING_HELP = ("ROOT: YAML file naming the electron/muon/jet/MET collections (prefix or branches, "
                  "units, extra cuts) where detection cannot decide; see docs/formats.md.")
 
@@ -114,7 +114,7 @@ def _print_summary(s: dict) -> None:
     head += f"  layout={s['layout']}  events={s['n_events']:,}  features={s['n_features']}"
     console.print(head)
     if s["dropped_invalid"]:
-        console.print(f"  dropped {s['dropped_invalid']:,} events with NaN/inf values")
+        console.print(f"  dropped {s['dropped_invalid']:,} events with invalid values")
     if s["dropped_columns"]:
         console.print(f"  dropped non-numeric columns: {', '.join(s['dropped_columns'])}")
     if s.get("collections"):

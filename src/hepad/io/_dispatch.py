@@ -188,7 +188,9 @@ def read_events(
     entry_range : (int, int), optional
         Read events ``start <= i < stop`` only (clamped to the file).
     drop_invalid : bool
-        Drop events holding NaN/inf (and log how many) instead of raising
+        Drop events that break :data:`hepad.events.VALIDATION_POLICY` (NaN/inf, object type
+        outside 0-4, negative or super-physical pT, |eta| or phi out of range) and log one line
+        with the counts per problem class, instead of raising
         :class:`~hepad.errors.InvalidValuesError`.
     mapping : path, dict or MappingFile, optional
         ROOT only: a YAML mapping file naming the object collections (see
@@ -213,7 +215,7 @@ def read_events(
     cols = _norm_columns(columns)
     extra = _mapping_kw(p, fmt, mapping)
     events = _guarded(p, fmt, lambda: mod.read(p, key=key, columns=cols, entry_range=rng, **extra))
-    return events.check_finite(drop_invalid=drop_invalid)
+    return events.validate(drop_invalid=drop_invalid)
 
 
 def iter_events(
@@ -250,7 +252,7 @@ def iter_events(
         p, fmt, lambda: mod.iterate(p, chunk_size=chunk_size, key=key, columns=cols, entry_range=rng, **extra)
     )
     for chunk in _guarded_iter(p, fmt, iter(chunks)):
-        yield chunk.check_finite(drop_invalid=drop_invalid)
+        yield chunk.validate(drop_invalid=drop_invalid)
 
 
 def count_events(

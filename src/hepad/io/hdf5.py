@@ -256,8 +256,11 @@ def _check_dataset(ds: h5py.Dataset, path: Path, key: str) -> None:
             f"{path}: dataset {key!r} has shape {shape}; the ADC2021 layout is "
             f"(N, {L.N_SLOTS}, {L.N_COLUMNS}){hint}."
         )
-    if not (np.issubdtype(ds.dtype, np.number) or ds.dtype == bool):
-        raise FormatError(f"{path}: dataset {key!r} is not numeric (dtype {ds.dtype}).")
+    if ds.dtype == bool or not (np.issubdtype(ds.dtype, np.integer) or np.issubdtype(ds.dtype, np.floating)):
+        raise FormatError(
+            f"{path}: dataset {key!r} is not numeric as hepad reads it (dtype {ds.dtype}): events must be "
+            "real numbers (float or integer), not bool, complex or text."
+        )
     if shape[0] == 0:
         raise InputError(f"{path}: dataset {key!r} holds no events.")
 
