@@ -36,7 +36,10 @@ def _usage_error(exc) -> int:
     ctx = getattr(exc, "ctx", None)
     msg = exc.format_message().replace("\n", " ")
     hint = ""
-    if isinstance(exc, ce.NoSuchOption) and not getattr(exc, "possibilities", None) and ctx is not None:
+    if isinstance(exc, ce.NoSuchOption) and getattr(exc, "possibilities", None):
+        msg = f"No such option: {exc.option_name}."
+        hint = f" Did you mean {', '.join(sorted(exc.possibilities))}?"
+    elif isinstance(exc, ce.NoSuchOption) and ctx is not None:
         from ..errors import closest
 
         names = [o for p in ctx.command.params for o in (*p.opts, *getattr(p, "secondary_opts", ())) if o.startswith("--")]

@@ -11,6 +11,99 @@ from rich.console import Console
 
 from .._version import __version__
 
+def format_number(value: float) -> str:
+    """One way to show a number in help: 1000, 0.5, 1e-4, 40e6 (never 40000000.0)."""
+    if isinstance(value, bool) or not isinstance(value, float):
+        return str(value)
+    if value == 0:
+        return "0"
+    if value.is_integer() and abs(value) < 1e6 and not f"{value:g}".endswith("e+05"):
+        return str(int(value))
+    if abs(value) >= 1e4:
+        exp = 3 * (int(f"{abs(value):e}".split("e")[1]) // 3)
+        mant = value / 10**exp
+        return f"{mant:g}e{exp}"
+    text = f"{value:g}"
+    if "e" in text:
+        mant, exp = text.split("e")
+        return f"{mant}e{int(exp)}"
+    return text
+
+
+def _plain_help() -> None:
+    """Plain metavars (PATH, INT, FLOAT, TEXT) and one way of showing defaults in every --help.
+
+    typer renders Python types (``<path>``, ``<list[str]>``, ``<int range>``) and float defaults
+    as ``40000000.0``; these two hooks make the help read like a Unix tool's. The tests in
+    tests/test_cli_vocabulary.py fail if a typer upgrade changes the hooks.
+    """
+    import typer.core as tc
+
+    if getattr(tc, "_hepad_plain_help", False):
+        return
+    tc._hepad_plain_help = True
+
+    def plain_type(self, ctx) -> str | None:
+        if getattr(self, "is_flag", False) or getattr(self, "is_bool_flag", False):
+            return None
+        if self.metavar:
+            return self.metavar
+        desc = self.type_descriptor
+        if desc.is_path:
+            return "PATH"
+        ann = desc.annotation
+        origin = getattr(ann, "__origin__", None)
+        if origin is list:
+            ann = ann.__args__[0]
+        return {int: "INT", float: "FLOAT", str: "TEXT", bool: None}.get(ann, "VALUE")
+
+    tc.TyperOption.display_type_rich = plain_type
+    tc.TyperArgument.display_type_rich = plain_type
+
+    def usage_name(self) -> str:
+        name = (self.metavar or self.name or "").upper()
+        name = name if self.required else f"[{name}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    def rich_name(self) -> str:
+        return (self.metavar or self.name or "").upper() + ("..." if self.nargs != 1 else "")
+
+    tc.TyperArgument._usage_display_name = usage_name
+    tc.TyperArgument._rich_display_name = rich_name
+    tc.TyperArgument.get_error_hint = lambda self, ctx=None: f"'{rich_name(self)}'"
+    original = tc._get_default_string
+
+    def default_string(obj, *, ctx, show_default_is_str, default_value):
+        if show_default_is_str:
+            return str(obj.show_default)
+        if isinstance(default_value, float):
+            return format_number(default_value)
+        if isinstance(default_value, (list, tuple)) and default_value and all(isinstance(v, float) for v in default_value):
+            return " ".join(format_number(v) for v in default_value)
+        return original(obj, ctx=ctx, show_default_is_str=show_default_is_str, default_value=default_value)
+
+    tc._get_default_string = default_string
+
+    # A default described in the help text, "(default: one per core)", moves to the one
+    # "[default: ...]" place, so every option shows its default the same way.
+    import re
+
+    pattern = re.compile(r"\s*\(default:?\s+([^()]*(?:\([^()]*\)[^()]*)*)\)|\s*(?:[;,]\s*default|Default):\s+(.*?)\.?$")
+    init = tc.TyperOption.__init__
+
+    def option_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        text = self.help or ""
+        m = pattern.search(text)
+        if m and not isinstance(self.show_default, str):
+            self.help = (text[: m.start()] + text[m.end():]).strip()
+            self.show_default = (m.group(1) or m.group(2)).strip()
+
+    tc.TyperOption.__init__ = option_init
+
+
+_plain_help()
+
 app = typer.Typer(
     name="hepad",
     help=(

@@ -305,7 +305,7 @@ def stream_cmd(
     file: Path = typer.Argument(..., help="Events to send (any format hepad reads).", show_default=False),
     to: str = typer.Option(..., "--to", help="zmq:tcp://HOST:PORT of the trigger.", show_default=False),
     rate_hz: Optional[float] = typer.Option(None, "--rate-hz", help="Events per second (default: as fast as possible)."),
-    batch: int = typer.Option(1000, "--batch-size", min=1, help="Events per message."),
+    batch_size: int = typer.Option(1000, "--batch-size", min=1, help="Events per message."),
     max_events: Optional[int] = typer.Option(None, "--max-events", min=1, help="Send at most this many events."),
     bind: bool = typer.Option(False, "--bind", help="Bind the endpoint (for a trigger using zmq+connect:)."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Give up when the trigger takes nothing for this many seconds."),
@@ -329,7 +329,7 @@ def stream_cmd(
     old = {s: signal.signal(s, lambda *a: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     t0 = time.monotonic()
     try:
-        res = stream_events(file, endpoint, rate_hz=rate_hz, batch_size=batch, max_events=max_events, bind=bind,
+        res = stream_events(file, endpoint, rate_hz=rate_hz, batch_size=batch_size, max_events=max_events, bind=bind,
                             stop_event=stop, timeout_s=timeout, first_id=first_id, ack_timeout_s=ack_timeout)
     finally:
         for s, h in old.items():

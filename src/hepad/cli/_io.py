@@ -46,7 +46,7 @@ def inspect_cmd(
     files: list[Path] = typer.Argument(..., help="Event files to describe.", show_default=False),
     format: Optional[str] = typer.Option(None, "--format", "-f", help=_FORMAT_HELP),
     key: Optional[str] = typer.Option(None, "--key", "-k", help=_KEY_HELP),
-    columns: Optional[str] = typer.Option(None, "--columns", "-c", help=_COLUMNS_HELP),
+    columns: Optional[str] = typer.Option(None, "--columns", help=_COLUMNS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
     drop_invalid: bool = typer.Option(False, "--drop-invalid", help=_DROP_HELP),
     chunk_size: int = typer.Option(100_000, "--chunk-size", min=1, help="Events per streamed chunk."),
@@ -159,7 +159,7 @@ def convert_cmd(
     output: Path = typer.Argument(..., help="Output file: .h5 (ADC2021 HDF5) or .parquet.", show_default=False),
     format: Optional[str] = typer.Option(None, "--format", "-f", help=_FORMAT_HELP),
     key: Optional[str] = typer.Option(None, "--key", "-k", help=_KEY_HELP),
-    columns: Optional[str] = typer.Option(None, "--columns", "-c", help=_COLUMNS_HELP),
+    columns: Optional[str] = typer.Option(None, "--columns", help=_COLUMNS_HELP),
     drop_invalid: bool = typer.Option(False, "--drop-invalid", help=_DROP_HELP),
     features: Optional[str] = typer.Option(
         None, "--features", help="Compute physics features on the way: 'dilepton'."

@@ -47,7 +47,7 @@ def train_cmd(
     val: Optional[Path] = typer.Option(
         None, "--val", help="Held-out background: early stopping and threshold (recommended; default: data.val of the config)."
     ),
-    signal: Optional[Path] = typer.Option(None, "--signal", help="Signal events, for supervised references (gbdt, mlp-classifier)."),
+    signal: Optional[Path] = typer.Option(None, "--signal", "-s", help="Signal events, for supervised references (gbdt, mlp-classifier)."),
     percentile: Optional[float] = typer.Option(None, "--percentile", help="Threshold at this background percentile (default 95)."),
     sigma: Optional[float] = typer.Option(None, "--sigma", help="Threshold at background mean + SIGMA x std."),
     rate_hz: Optional[float] = typer.Option(None, "--rate-hz", help="Threshold accepting this background rate, in Hz."),
@@ -197,7 +197,10 @@ def _summary(det: Any, output: Path, elapsed: float) -> None:
 def detectors_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print {name: summary} as JSON."),
 ) -> None:
-    """List every detector and preset, one line each."""
+    """List every detector and preset, one line each.
+
+    Example: hepad detectors --json
+    """
     import json
 
     from ..detectors.base import DEFAULT_DETECTOR, PRESETS, available_detectors, get_detector_class
