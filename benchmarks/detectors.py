@@ -84,7 +84,7 @@ def evaluate(scores_bkg: np.ndarray, scores_sig: np.ndarray) -> tuple[float, flo
 def run_detector(label: str, make, data: dict[str, hepad.EventSet], signals: list[str]) -> dict:
     det = make()
     t0 = time.perf_counter()
-    det.fit(data["sm_train"], data["sm_val"])
+    det.fit(data["sm_train"], X_val=data["sm_val"])
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     s_bkg = det.score_samples(data["sm_test"])

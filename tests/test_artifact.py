@@ -19,7 +19,7 @@ from hepad.errors import ModelFileError
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, toy_bkg, toy_bkg_val):
-    det = make_detector("mahalanobis").fit(toy_bkg, toy_bkg_val)
+    det = make_detector("mahalanobis").fit(toy_bkg, X_val=toy_bkg_val)
     path = tmp_path_factory.mktemp("art") / "model"
     det.save(path, metadata={"note": "test"})
     return path
@@ -66,7 +66,7 @@ def test_round_trip_and_layout(model_dir, toy_bkg_val):
     meta = json.loads((model_dir / "metadata.json").read_text())
     assert meta["note"] == "test" and meta["versions"]["hepad"] == hepad.__version__ and "numpy" in meta["versions"]
     det = hepad.load(model_dir)  # the public entry point
-    again = make_detector("mahalanobis").fit(hepad._toy.toy_events(2000, "background", 1), toy_bkg_val)
+    again = make_detector("mahalanobis").fit(hepad._toy.toy_events(2000, "background", 1), X_val=toy_bkg_val)
     np.testing.assert_array_equal(det.score_samples(toy_bkg_val), again.score_samples(toy_bkg_val))
     assert oct(model_dir.stat().st_mode & 0o777) != oct(0o700), "model folder should not stay private"
 

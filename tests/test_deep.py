@@ -24,7 +24,7 @@ def _linears(seq: nn.Module) -> list[tuple[int, int]]:
 def fitted(toy_bkg, toy_bkg_val):
     """One fit per deep model, shared by the tests below."""
     return {
-        name: make_detector(name, **FAST).fit(toy_bkg, toy_bkg_val)
+        name: make_detector(name, **FAST).fit(toy_bkg, X_val=toy_bkg_val)
         for name in ("ae", "vae", "deep-svdd")
     }
 

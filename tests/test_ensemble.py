@@ -31,7 +31,7 @@ def held_out():
 @pytest.fixture(scope="module")
 def fitted(toy_bkg, toy_bkg_val):
     """One fitted ensemble; other combination rules reuse its members (same normalisation)."""
-    return make_detector("ensemble", members=MEMBERS).fit(toy_bkg, toy_bkg_val)
+    return make_detector("ensemble", members=MEMBERS).fit(toy_bkg, X_val=toy_bkg_val)
 
 
 def _with_combine(det: EnsembleDetector, combine: str, **kw) -> EnsembleDetector:
@@ -71,7 +71,7 @@ def test_rank_continues_beyond_the_table():
 
 
 def test_zscore_normalisation(toy_bkg, toy_bkg_val):
-    det = make_detector("ensemble", members=MEMBERS[:2], normalization="zscore", combine="max").fit(toy_bkg, toy_bkg_val)
+    det = make_detector("ensemble", members=MEMBERS[:2], normalization="zscore", combine="max").fit(toy_bkg, X_val=toy_bkg_val)
     for r in det.member_scores(toy_bkg_val, normalized=True).values():
         assert abs(r.mean()) < 1e-3 and abs(r.std() - 1) < 1e-3
     np.testing.assert_allclose(
@@ -115,7 +115,7 @@ def test_ensemble_beats_chance_on_signal(fitted, toy_bkg_val, toy_sig):
 
 
 def test_duplicate_members_get_distinct_names_and_round_trip(toy_bkg, toy_bkg_val, tmp_path):
-    det = make_detector("ensemble", members=["mahalanobis", {"detector": "mahalanobis", "params": {"reg_covar": 0.1}}]).fit(toy_bkg, toy_bkg_val)
+    det = make_detector("ensemble", members=["mahalanobis", {"detector": "mahalanobis", "params": {"reg_covar": 0.1}}]).fit(toy_bkg, X_val=toy_bkg_val)
     assert det.member_names_ == ["mahalanobis", "mahalanobis#2"]
     det.save(tmp_path / "m")
     back = load(tmp_path / "m")

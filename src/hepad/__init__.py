@@ -42,8 +42,8 @@ __all__ = [
 
 # Heavier entry points are imported on first use, so `import hepad` stays fast.
 _LAZY = {
-    "available_detectors": ("hepad.detectors.base", "available_detectors"),
-    "make_detector": ("hepad.detectors.base", "make_detector"),
+    "available_detectors": ("hepad.detectors.registry", "available_detectors"),
+    "make_detector": ("hepad.detectors.registry", "make_detector"),
     "train": ("hepad.api", "train"),
     "load": ("hepad.artifact", "load"),
     "evaluate": ("hepad.evaluation", "evaluate"),

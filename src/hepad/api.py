@@ -46,26 +46,15 @@ def _as_events(x: Any, what: str, read_opts: dict[str, Any]) -> EventSet:
 
 
 def _threshold_rule(percentile: float | None, sigma: float | None, rate_hz: float | None,
-                    fpr: float | None, collision_rate_hz: float | None, cfg: Any) -> dict[str, float]:
-    given = {k: v for k, v in dict(percentile=percentile, sigma=sigma, rate_hz=rate_hz, fpr=fpr).items() if v is not None}
-    if len(given) > 1:
-        raise ConfigError(f"Give at most one threshold rule (percentile, sigma, rate_hz or fpr), got {', '.join(sorted(given))}.")
-    if given:
-        rule = dict(given)
-        if rate_hz is not None:
-            rule["collision_rate_hz"] = (
-                collision_rate_hz if collision_rate_hz is not None
-                else (cfg.evaluation.threshold.collision_rate_hz if cfg is not None else 40e6)
-            )
-        return rule
-    rule = cfg.evaluation.threshold.rule() if cfg is not None else {}
-    if collision_rate_hz is not None:
-        if "rate_hz" not in rule:
-            raise ConfigError(
-                "collision_rate_hz (--collision-rate-hz) only applies with a rate_hz (--rate-hz) threshold."
-            )
-        rule["collision_rate_hz"] = collision_rate_hz
-    return rule or {"percentile": 95.0}
+                    fpr: float | None, collision_rate_hz: float | None, cfg: Any) -> Any:
+    """The rule given as options, else the configuration's, else None (the detector's own)."""
+    from .thresholds import ThresholdRule
+
+    default = cfg.evaluation.threshold.rule() if cfg is not None else None
+    if rate_hz is not None and collision_rate_hz is None and cfg is not None:
+        collision_rate_hz = cfg.evaluation.threshold.collision_rate_hz
+    return ThresholdRule.from_options(percentile=percentile, sigma=sigma, rate_hz=rate_hz, fpr=fpr,
+                                      collision_rate_hz=collision_rate_hz, default=default)
 
 
 def train(
@@ -115,7 +104,9 @@ def train(
     output : path, optional
         Save the fitted detector to this model directory (atomically).
     percentile, sigma, rate_hz, fpr : float, optional
-        The threshold rule (at most one; default: the config's, else the 95th percentile).
+        The threshold rule (at most one; default: the config's, else the detector's
+        ``threshold_rule`` parameter, by default the 95th percentile). It becomes the
+        detector's ``threshold_rule`` parameter, so it is saved with the model.
     collision_rate_hz : float, optional
         The stream rate ``rate_hz`` is a fraction of (default 40 MHz).
     checkpoint_dir, resume, progress
@@ -139,7 +130,8 @@ def train(
         Unknown detector or parameter, wrong value, missing training data; raised before
         any event is read.
     """
-    from .detectors.base import DEFAULT_DETECTOR, BaseDetector, as_features, make_detector
+    from .detectors.base import BaseDetector
+    from .detectors.registry import DEFAULT_DETECTOR, make_detector
 
     cfg = _as_config(config)
     # 1. The detector, fully validated before any data is read.
@@ -156,8 +148,10 @@ def train(
             name, cparams = detector or DEFAULT_DETECTOR, {}
         cparams.update(params)
         det = make_detector(name, **cparams)
-    det._validate_params()
     rule = _threshold_rule(percentile, sigma, rate_hz, fpr, collision_rate_hz, cfg)
+    if rule is not None:
+        det.set_params(threshold_rule=rule)
+    det._validate_params()
     if output is not None:
         out = Path(output)
         if out.exists() and not out.is_dir():
@@ -178,7 +172,7 @@ def train(
         if val is None:
             val = cfg.resolve_path(cfg.data.val)
     if data is None:
-        raise ConfigError("No training data: pass data= (or --data), or set data.train in the configuration.")
+        raise ConfigError("No training data: pass data=, or set data.train in the configuration.")
     train_ev = _as_events(data, "data", read_opts)
     val_ev = None if val is None else _as_events(val, "val", read_opts)
     y = None
@@ -190,7 +184,7 @@ def train(
             y = np.asarray(labels)
         elif train_ev.labels is None or set(np.unique(train_ev.labels).tolist()) != {0, 1}:
             raise ConfigError(
-                f"{det.name} is a supervised reference: pass signal= (or --signal) with signal events, "
+                f"{det.name} is a supervised reference: pass signal= with signal events, "
                 f"or data labelled 0 (background) and 1 (signal); {train_ev.source} holds "
                 f"{'no labels' if train_ev.labels is None else 'labels ' + str(sorted(set(np.unique(train_ev.labels).tolist())))}."
             )
@@ -206,20 +200,14 @@ def train(
     if progress is not None:
         fit_opts["progress"] = progress
     t0 = time.perf_counter()
-    det.fit(train_ev, val_ev, y=y, **fit_opts)
+    # fit sets the threshold by the rule, on val when given, else on the training background
+    det.fit(train_ev, y, X_val=val_ev, **fit_opts)
     fit_s = time.perf_counter() - t0
-    if val_ev is not None:
-        bkg, on = val_ev, "val"
-    elif det.supervised:
-        bkg, on = as_features(train_ev, "data")[np.asarray(y) == 0], "train"
-    else:
-        bkg, on = train_ev, "train"
+    on = "val" if val_ev is not None else "train"
     if on == "train":
         log.info("threshold set on the training events (no validation sample); it is biased low for models that overfit")
-    if rule != {"percentile": 95.0}:  # fit already set the 95th percentile on this same background
-        det.set_threshold(bkg, **rule)
     log.info("%s: fitted on %d events in %.1f s; threshold %.6g (%s on %s)", det.name, len(train_ev), fit_s,
-             det.threshold_, rule, on)
+             det.threshold_, det.threshold_rule_, on)
 
     # 4. Save.
     if output is not None:

@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import platform
 from pathlib import Path
 from typing import Any
@@ -231,11 +232,12 @@ def _json_default(o: Any) -> Any:
 
 def _versions() -> dict[str, str]:
     out = {"hepad": __version__, "python": platform.python_version(), "numpy": np.__version__}
+    # Only libraries already imported (the model's own): saving a classical model must not
+    # import torch just to record its version.
     for mod in ("torch", "sklearn", "safetensors"):
-        try:
-            out[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001 - a version we cannot read is simply not recorded
-            pass
+        version = getattr(sys.modules.get(mod), "__version__", None)
+        if version is not None:
+            out[mod] = str(version)
     return out
 
 

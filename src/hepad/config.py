@@ -27,6 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError, closest
+from .thresholds import COLLISION_RATE_HZ, KINDS, ThresholdRule
 
 log = logging.getLogger(__name__)
 
@@ -83,29 +84,28 @@ class TrainingSection(_Section):
 
 
 class ThresholdSection(_Section):
-    """Exactly one rule: a background percentile, mean + sigma x std, or a trigger rate."""
+    """At most one rule: a background percentile, mean + sigma x std, a trigger rate, or an FPR."""
 
     percentile: float | None = Field(default=None, gt=0, lt=100)
     sigma: float | None = None
     rate_hz: float | None = Field(default=None, gt=0)
-    collision_rate_hz: float = Field(default=40e6, gt=0)
+    fpr: float | None = Field(default=None, gt=0, lt=1)
+    collision_rate_hz: float = Field(default=COLLISION_RATE_HZ, gt=0)
 
     @model_validator(mode="after")
     def _one_rule(self) -> ThresholdSection:
-        given = [k for k in ("percentile", "sigma", "rate_hz") if getattr(self, k) is not None]
+        given = [k for k in KINDS if getattr(self, k) is not None]
         if len(given) > 1:
-            raise ValueError(f"give only one of percentile, sigma, rate_hz (got {', '.join(given)})")
+            raise ValueError(f"give only one of {', '.join(KINDS)} (got {', '.join(given)})")
         return self
 
-    def rule(self) -> dict[str, float]:
-        """The keyword arguments of ``set_threshold`` (empty when no rule is given)."""
-        if self.percentile is not None:
-            return {"percentile": self.percentile}
-        if self.sigma is not None:
-            return {"sigma": self.sigma}
-        if self.rate_hz is not None:
-            return {"rate_hz": self.rate_hz, "collision_rate_hz": self.collision_rate_hz}
-        return {}
+    def rule(self) -> ThresholdRule | None:
+        """The rule this section gives (None when it gives none: the detector's own applies)."""
+        for kind in KINDS:
+            value = getattr(self, kind)
+            if value is not None:
+                return ThresholdRule(kind, value, self.collision_rate_hz if kind == "rate_hz" else None)
+        return None
 
 
 class EvaluationSection(_Section):
@@ -185,7 +185,7 @@ class HepadConfig(_Section):
         section fills the deep-model parameters it has (and is ignored, with a log note,
         for detectors without them).
         """
-        from .detectors.base import DEFAULT_DETECTOR, PRESETS, get_detector_class
+        from .detectors.registry import DEFAULT_DETECTOR, PRESETS, get_detector_class
 
         name = detector or self.model.detector or DEFAULT_DETECTOR
         try:
@@ -230,13 +230,13 @@ class HepadConfig(_Section):
         if ignored:
             log.info("%s: training.%s ignored: %s has no such parameter", self._source, ", training.".join(ignored), name)
         if name in PRESETS:
-            log.debug("%s: preset %s -> %s", self._source, name, PRESETS[name][0])
+            log.debug("%s: preset %s -> %s", self._source, name, PRESETS[name].detector)
         return name, params
 
 
     @staticmethod
     def _member_with_training(member: Any, training: dict[str, Any]) -> Any:
-        from .detectors.base import get_detector_class
+        from .detectors.registry import get_detector_class
 
         spec = {"detector": member} if isinstance(member, str) else member
         if not isinstance(spec, dict) or not isinstance(spec.get("detector"), str):

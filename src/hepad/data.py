@@ -213,12 +213,76 @@ def _head(files: Sequence[Path], n: int, format: str | None, key: str | None) ->
 
     sets, got = [], 0
     for f in files:
-        for chunk in iter_events(f, chunk_size=min(n, 100_000), format=format, key=key):
+        for chunk in iter_events(f, chunk_size=min(n, _read_rows()), format=format, key=key):
             sets.append(chunk[: n - got])
             got += len(sets[-1])
             if got >= n:
                 return EventSet.concat(sets)
     return EventSet.concat(sets)
+
+
+def _read_rows() -> int:
+    from .memory import EVENT_BYTES, chunk_rows
+
+    return chunk_rows(4 * EVENT_BYTES)
+
+
+class FileSource:
+    """Event files as a batch source for the deep detectors' one training path.
+
+    The streaming counterpart of :class:`hepad.training.ArraySource`: ``sample()`` is the first
+    ``n_sample`` events (the preprocessing's fitting sample), ``batches`` a
+    :class:`StreamingLoader` over every event, ``chunks()`` the events read chunk by chunk.
+    """
+
+    def __init__(
+        self,
+        files: Sequence[str | os.PathLike[str]],
+        *,
+        n_sample: int = 100_000,
+        buffer_size: int = 200_000,
+        format: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        from .scoring import expand_files
+
+        if not isinstance(n_sample, (int, np.integer)) or n_sample < 2:
+            raise ConfigError(f"n_fit must be an integer >= 2, got {n_sample!r}.")
+        self.files = expand_files(files)
+        self.n_sample, self.buffer_size, self.format, self.key = int(n_sample), int(buffer_size), format, key
+        self._head = _head(self.files, self.n_sample, format, key)
+        self.feature_names = list(self._head.feature_names)
+        self._loader: StreamingLoader | None = None
+
+    @property
+    def n_events(self) -> int:
+        from .io._dispatch import count_events
+
+        return int(sum(count_events(f, format=self.format, key=self.key) for f in self.files))
+
+    def sample(self) -> np.ndarray:
+        return self._head.features
+
+    def batches(self, prepare: Callable[[np.ndarray], Any], *, batch_size: int, shuffle: bool, seed: int = 0) -> StreamingLoader:
+        def numpy_prepare(X: np.ndarray) -> tuple[np.ndarray, ...]:
+            return tuple(t.numpy() for t in prepare(X))
+
+        loader = StreamingLoader(self.files, batch_size=int(batch_size), buffer_size=self.buffer_size, seed=seed,
+                                 preprocess=numpy_prepare, shuffle=shuffle, format=self.format, key=self.key)
+        if shuffle:
+            log.info("fit_streaming: %d training events in %d files, %d batches per epoch",
+                     loader.n_events, len(self.files), len(loader))
+        return loader
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        from .io import iter_events
+
+        for f in self.files:
+            for chunk in iter_events(f, chunk_size=_read_rows(), format=self.format, key=self.key):
+                yield chunk.features
+
+    def signature(self) -> dict[str, Any]:
+        return {"streaming": [str(p) for p in self.files]}
 
 
 def fit_streaming(
@@ -230,7 +294,6 @@ def fit_streaming(
     buffer_size: int = 200_000,
     format: str | None = None,
     key: str | None = None,
-    percentile: float = 95.0,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     resume: bool = False,
     progress: Callable[[int, int, dict[str, Any]], None] | None = None,
@@ -238,11 +301,12 @@ def fit_streaming(
     """Train a deep detector (``ae``, ``vae``, ``deep-svdd``) on files larger than memory.
 
     The preprocessing (scaling constants) is fitted on the first ``n_fit`` events; the
-    network is then trained by :func:`hepad.training.fit_network` on a
-    :class:`StreamingLoader` over all events of ``files`` (batch size, epochs, learning rate,
-    early stopping and seed from the detector's parameters). Early stopping monitors
-    ``val_files`` when given, else the training loss. The threshold is the ``percentile`` of
-    the background scores of ``val_files`` (else of the first ``n_fit`` training events).
+    network is then trained by the detector's one training path on a :class:`FileSource`
+    (a :class:`StreamingLoader` over all events of ``files``), with batch size, epochs,
+    learning rate, early stopping and seed from the detector's parameters. Early stopping
+    monitors ``val_files`` when given, else the training loss. The threshold follows the
+    detector's ``threshold_rule`` on the background scores of ``val_files`` (else of the
+    first ``n_fit`` training events).
 
     Parameters
     ----------
@@ -262,64 +326,15 @@ def fit_streaming(
     BaseDetector
         The fitted ``detector``, ready to ``save``.
     """
-    import torch
-
-    from .scoring import expand_files
-    from .training import fit_network, resolve_device
-
-    if not callable(getattr(detector, "_build_net", None)) or not callable(getattr(detector, "_loss_fn", None)):
+    if not callable(getattr(detector, "fit_source", None)):
         raise ConfigError(
             f"fit_streaming trains hepad's deep detectors (ae, vae, deep-svdd), not "
             f"{getattr(detector, 'name', type(detector).__name__)!r}; fit classical detectors on a "
             "sample instead: detector.fit(hepad.read_events(path, entry_range=(0, N)))."
         )
-    if not isinstance(n_fit, (int, np.integer)) or n_fit < 2:
-        raise ConfigError(f"n_fit must be an integer >= 2, got {n_fit!r}.")
-    paths = expand_files(files)
-    detector._validate_params()
-    head = _head(paths, int(n_fit), format, key)
-    X_head = head.features
-    detector.feature_names_in_ = list(head.feature_names)
-    detector.n_features_in_ = int(X_head.shape[1])
-    pre = detector._make_preprocessor(X_head)
-    tp = detector._torch_pre()
-    n_in = int(pre.n_features_out_)
-
-    def prepare(X: np.ndarray) -> tuple[np.ndarray, ...]:
-        return tuple(t.numpy() for t in detector._prepared(np.ascontiguousarray(X, dtype=np.float32), tp))
-
-    seed = int(detector.random_state)
-    train = StreamingLoader(paths, batch_size=int(detector.batch_size), buffer_size=buffer_size, seed=seed,
-                            preprocess=prepare, format=format, key=key)
+    detector._validate_params()  # before any file is read
+    source = FileSource(files, n_sample=n_fit, buffer_size=buffer_size, format=format, key=key)
     val = None
     if val_files is not None:
-        val = StreamingLoader(val_files, batch_size=max(int(detector.batch_size), 8192), buffer_size=buffer_size,
-                              seed=seed, preprocess=prepare, shuffle=False, format=format, key=key)
-    log.info("fit_streaming: %d training events in %d files, %d batches per epoch", train.n_events, len(paths), len(train))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = detector._build_net(n_in)
-    detector._before_training(net, detector._prepared(X_head, tp))
-    history = fit_network(
-        net, detector._loss_fn(), train, val,
-        epochs=int(detector.epochs), lr=float(detector.learning_rate),
-        weight_decay=float(detector.weight_decay), patience=detector.patience,
-        min_delta=float(detector.min_delta), lr_patience=detector.lr_patience,
-        lr_factor=float(detector.lr_factor), device=resolve_device(detector.device), seed=seed,
-        n_threads=detector.n_threads, checkpoint_dir=checkpoint_dir, resume=resume, progress=progress,
-        signature={**detector._signature(train.n_events, n_in), "streaming": [str(p) for p in paths]},
-    )
-    detector.net_ = net.to("cpu").eval()
-    detector.history_ = history
-    detector.n_inputs_ = n_in
-    if val_files is not None:
-        from .io import iter_events
-
-        scores = np.concatenate([
-            detector.score_samples(chunk) for f in expand_files(val_files)
-            for chunk in iter_events(f, chunk_size=100_000, format=format, key=key)
-        ])
-    else:
-        scores = detector.score_samples(X_head)
-    detector.set_threshold(scores=scores, percentile=percentile)
-    return detector
+        val = FileSource(val_files, n_sample=2, buffer_size=buffer_size, format=format, key=key)
+    return detector.fit_source(source, val_source=val, checkpoint_dir=checkpoint_dir, resume=resume, progress=progress)

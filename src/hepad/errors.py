@@ -14,7 +14,7 @@ class HepadError(Exception):
     """Base class of every error hepad raises on purpose."""
 
 
-class InputError(HepadError):
+class InputError(HepadError, ValueError):
     """An input file is missing, unreadable, malformed, or holds invalid values."""
 
 

@@ -54,6 +54,7 @@ __all__ = [
     "HISTORY_NAME",
     "resolve_device",
     "tensor_batches",
+    "ArraySource",
     "fit_network",
     "load_checkpoint",
 ]
@@ -124,6 +125,39 @@ def tensor_batches(
             yield parts[0] if len(parts) == 1 else parts
 
     return batches
+
+
+class ArraySource:
+    """In-memory events as a batch source for the deep detectors' one training path.
+
+    The streaming counterpart is :class:`hepad.data.FileSource`; both give ``feature_names``,
+    ``n_events``, ``sample()``, ``batches(prepare, ...)``, ``chunks()`` and ``signature()``.
+    """
+
+    def __init__(self, X: Any, feature_names: list[str] | None = None) -> None:
+        import numpy as np
+
+        self.X = np.ascontiguousarray(X, dtype=np.float32)
+        self.n_events = int(self.X.shape[0])
+        self.feature_names = list(feature_names) if feature_names is not None else [f"f{i}" for i in range(self.X.shape[1])]
+
+    def sample(self) -> Any:
+        """The events the preprocessing is fitted on: all of them."""
+        return self.X
+
+    def batches(self, prepare: Callable[[Any], tuple[torch.Tensor, ...]], *, batch_size: int, shuffle: bool,
+                seed: int = 0) -> Callable[[int], Iterator[Batch]]:
+        """``batches(epoch)`` over ``prepare(X)``; a last batch of one event is dropped (BatchNorm)."""
+        n, bs = self.n_events, int(batch_size)
+        drop_last = shuffle and n % bs == 1 and n > bs
+        return tensor_batches(*prepare(self.X), batch_size=bs, shuffle=shuffle, seed=seed, drop_last=drop_last)
+
+    def chunks(self) -> Iterator[Any]:
+        """The events in one piece (scoring chunks itself)."""
+        yield self.X
+
+    def signature(self) -> dict[str, Any]:
+        return {}
 
 
 def _to_device(batch: Batch, device: torch.device) -> Batch:

@@ -71,7 +71,7 @@ def train_cmd(
     """
     from ..api import train
     from ..config import load_config
-    from ..detectors.base import DEFAULT_DETECTOR, get_detector_class
+    from ..detectors.registry import DEFAULT_DETECTOR, get_detector_class
 
     cfg = load_config(config) if config is not None else None
     name = detector or (cfg.model.detector if cfg is not None else None) or DEFAULT_DETECTOR
@@ -181,8 +181,7 @@ def _summary(det: Any, output: Path, elapsed: float) -> None:
     table.add_column()
     table.add_row("detector", det.name)
     table.add_row("features", str(det.n_features_in_))
-    rule = ", ".join(f"{k}={v:g}" for k, v in det.threshold_rule_.items())
-    table.add_row("threshold", f"{det.threshold_:.6g} ({rule})")
+    table.add_row("threshold", f"{det.threshold_:.6g} ({det.threshold_rule_})")
     hist = getattr(det, "history_", None) or {}
     if hist.get("epoch"):
         vl = [v for v in hist.get("val_loss", []) if isinstance(v, (int, float))]
@@ -203,21 +202,15 @@ def detectors_cmd(
     """
     import json
 
-    from ..detectors.base import DEFAULT_DETECTOR, PRESETS, available_detectors, get_detector_class
+    from ..detectors.registry import DEFAULT_DETECTOR, available_detectors, describe_detectors
 
-    found = available_detectors()
     if as_json:
-        console.print_json(json.dumps(found))
+        console.print_json(json.dumps(available_detectors()))
         return
     rows = []
-    for name, summary in found.items():
-        if name in PRESETS:
-            kind = f"preset of {PRESETS[name][0]}"
-        else:
-            kind = "supervised" if get_detector_class(name).supervised else "unsupervised"
-        if name == DEFAULT_DETECTOR:
-            kind += " (default)"
-        rows.append((name, kind, summary))
+    for name, entry in describe_detectors().items():
+        kind = entry.kind + (" (default)" if name == DEFAULT_DETECTOR else "")
+        rows.append((name, kind, entry.summary))
     table = Table(title=None, show_lines=False)
     # Names and kinds are never cut (they are what users type); long summaries are.
     table.add_column("name", no_wrap=True, style="bold", min_width=max(len(r[0]) for r in rows))

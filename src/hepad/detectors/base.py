@@ -1,53 +1,54 @@
-"""The one detector interface, the registry, and threshold setting.
+"""The one detector interface: a scikit-learn estimator with a fitted threshold.
 
-Every detector: ``fit(X, X_val=None) -> self``, ``score_samples(X)`` (higher = more anomalous),
-a fitted ``threshold_`` set on background scores, and ``predict(X)`` in {0, 1}.
+Every detector is a scikit-learn ``BaseEstimator`` with outlier-detector semantics:
+``fit(X, y=None, *, X_val=None) -> self``, ``score_samples(X)`` (higher = more anomalous, the
+PyOD convention, also given by ``decision_function``), a fitted ``threshold_`` set on
+background scores by the ``threshold_rule`` parameter (a :class:`hepad.thresholds.ThresholdRule`,
+like PyOD's ``contamination``), ``predict(X)`` in {0, 1} and ``fit_predict``. ``clone``,
+``Pipeline`` and ``check_is_fitted`` work on every detector.
 
 ``__init__`` only stores keyword-only parameters (scikit-learn style); nothing is validated,
-seeded or allocated there. Everything learned in ``fit`` ends with ``_``.
+seeded or allocated there. Parameters are checked from one declared table,
+``_parameter_constraints``, by :meth:`BaseDetector._validate_params` (when ``fit`` runs and when
+a model file is loaded). Everything learned in ``fit`` ends with ``_``.
+
+The registry (names -> classes) is :mod:`hepad.detectors.registry`.
 """
 
 from __future__ import annotations
 
-import copy
 import inspect
 import logging
 import math
 import numbers
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.base import clone as _sk_clone
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
 from ..errors import ConfigError, InputError, NotFittedError, closest
 from ..events import EventSet
+from ..thresholds import COLLISION_RATE_HZ, ThresholdRule, threshold_from_scores
+from .registry import DEFAULT_DETECTOR, PRESETS, available_detectors, get_detector_class, make_detector  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
-#: The LHC bunch-crossing rate seen by the L1 trigger, in Hz.
-COLLISION_RATE_HZ = 40e6
-
-#: The detector ``hepad.train`` and ``hepad train`` use when none is named.
-DEFAULT_DETECTOR = "ae"
-
 __all__ = [
     "COLLISION_RATE_HZ",
-    "DEFAULT_DETECTOR",
     "BaseDetector",
     "Interval",
     "Options",
     "detector_from_state",
-    "register_preset",
     "as_features",
     "threshold_from_scores",
-    "register",
-    "get_detector_class",
-    "make_detector",
-    "available_detectors",
-    "PRESETS",
+    "check_arrays",
+    "sub_arrays",
 ]
 
 
@@ -59,20 +60,31 @@ def as_features(X: Any, name: str = "X") -> np.ndarray:
     if isinstance(X, EventSet):
         arr = X.features
     else:
+        if hasattr(X, "tocsr") or hasattr(X, "todense"):
+            raise InputError(f"{name} is a sparse matrix; sparse input is not supported: pass X.toarray().")
         arr = np.asarray(X)
+        if np.iscomplexobj(arr):
+            raise InputError(f"{name} holds complex numbers: Complex data not supported.")
         if arr.ndim == 3 and arr.shape[1:] == (19, 4):
             arr = arr[:, :, :3].reshape(len(arr), 57)
     if arr.ndim != 2:
-        raise InputError(f"{name} has shape {arr.shape}; expected (N, F) features or (N, 19, 4) objects.")
+        hint = " Reshape your data: X.reshape(1, -1) for one event." if arr.ndim == 1 else ""
+        raise InputError(f"{name} has shape {arr.shape}; expected (N, F) features or (N, 19, 4) objects.{hint}")
     if arr.shape[0] == 0:
         raise InputError(f"{name} holds no events.")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if arr.shape[1] == 0:
+        raise InputError(f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required.")
+    try:
+        arr = np.ascontiguousarray(arr, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name} holds values that are not numbers (dtype {arr.dtype}: {exc}).") from None
     if not np.isfinite(arr).all():
-        raise InputError(f"{name} holds NaN or infinite values; drop them first (--drop-invalid).")
+        raise InputError(f"{name} holds NaN or infinite values; drop them first (drop_invalid=True when reading).")
     return arr
 
 
-def _feature_names(X: Any, n_features: int) -> list[str]:
+def feature_names_of(X: Any, n_features: int) -> list[str]:
+    """The input names of ``X``: an EventSet's, the ADC2021 flat names for 57 columns, else f0..."""
     if isinstance(X, EventSet):
         return list(X.feature_names)
     if n_features == 57:
@@ -82,62 +94,6 @@ def _feature_names(X: Any, n_features: int) -> list[str]:
 
         return list(FLAT57_NAMES)
     return [f"f{i}" for i in range(n_features)]
-
-
-def threshold_from_scores(
-    scores: np.ndarray,
-    *,
-    percentile: float | None = None,
-    sigma: float | None = None,
-    rate_hz: float | None = None,
-    fpr: float | None = None,
-    collision_rate_hz: float = COLLISION_RATE_HZ,
-) -> float:
-    """A cut on background ``scores``: exactly one of percentile, sigma, rate_hz or fpr.
-
-    - ``percentile``: the given percentile of the background scores (the seeds use 95);
-    - ``sigma``: mean + sigma * std of the background scores;
-    - ``rate_hz``: accept this rate of a ``collision_rate_hz`` stream (an FPR of rate/collision rate);
-    - ``fpr``: accept this fraction of background.
-
-    Events with ``score > threshold`` are predicted anomalous.
-    """
-    given = {k: v for k, v in dict(percentile=percentile, sigma=sigma, rate_hz=rate_hz, fpr=fpr).items() if v is not None}
-    if len(given) != 1:
-        raise ConfigError(
-            f"Give exactly one of percentile, sigma, rate_hz or fpr to set a threshold (got {sorted(given) or 'none'})."
-        )
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.size == 0:
-        raise InputError("No background scores to set a threshold on.")
-    if percentile is not None:
-        if not 0 < percentile < 100:
-            raise ConfigError(f"percentile must be in (0, 100), got {percentile}.")
-        from ..metrics import threshold_at_fpr
-
-        # The cut above which at most (100 - percentile) % of background lies.
-        return threshold_at_fpr(scores, 1.0 - percentile / 100.0)[0]
-    if sigma is not None:
-        return float(scores.mean() + sigma * scores.std())
-    if rate_hz is not None:
-        if rate_hz <= 0 or collision_rate_hz <= 0:
-            raise ConfigError(f"rate_hz and collision_rate_hz must be positive, got {rate_hz}, {collision_rate_hz}.")
-        fpr = rate_hz / collision_rate_hz
-    assert fpr is not None
-    if not 0 < fpr < 1:
-        raise ConfigError(f"The accept fraction must be in (0, 1), got {fpr}.")
-    if fpr * scores.size < 1:
-        log.warning(
-            "Threshold for FPR %.2g set on only %d background events: fewer than one expected "
-            "accept; the cut is the maximum score. Use more background events.",
-            fpr,
-            scores.size,
-        )
-    from ..metrics import threshold_at_fpr
-
-    # The lowest cut with (score > t) keeping at most a fraction fpr of background: the same
-    # definition as the evaluation's working points.
-    return threshold_at_fpr(scores, fpr)[0]
 
 
 @dataclass(frozen=True)
@@ -205,35 +161,37 @@ def _constraint_text(c: Any) -> str:
     return getattr(c, "__doc__", None) or getattr(c, "__name__", repr(c))
 
 
-class BaseDetector:
+class DetectorNotFittedError(NotFittedError, SklearnNotFittedError):
+    """A detector was used before ``fit``: hepad's error, and scikit-learn's (for its checks)."""
+
+
+class BaseDetector(OutlierMixin, BaseEstimator):
     """Base class of every registered detector.
 
-    Subclasses implement ``_fit(X, X_val)`` and ``_score(X)`` on float32 (N, F) arrays and
-    declare their parameters as keyword-only ``__init__`` arguments with defaults.
-    Threshold parameters common to all detectors are set with :meth:`set_threshold`.
+    Subclasses implement ``_fit(X, X_val)`` (or ``_fit_supervised(X, y, X_val)``) and
+    ``_score(X)`` on float32 (N, F) arrays, declare their parameters as keyword-only
+    ``__init__`` arguments with defaults (``threshold_rule=None`` among them) and their
+    constraints in ``_parameter_constraints``, and set ``name`` to their registry key.
     """
 
-    #: registry key, set by :func:`register`
+    #: registry key (the one :mod:`hepad.detectors.registry` lists the class under)
     name: ClassVar[str] = ""
-    #: one line for ``hepad detectors``
-    summary: ClassVar[str] = ""
     #: True for detectors that need signal labels in ``fit`` (supervised references)
     supervised: ClassVar[bool] = False
-    #: parameter name -> list of accepted constraints (``Interval``, ``Options``, a type, None),
-    #: checked when ``fit`` runs (never in ``__init__``), as scikit-learn's declared constraints.
+    #: parameter name -> list of accepted constraints (``Interval``, ``Options``, a type, None,
+    #: or a predicate whose docstring says what it accepts), checked when ``fit`` runs and when
+    #: a model is loaded (never in ``__init__``), as scikit-learn's declared constraints.
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
 
     # ------------------------------------------------------------------ parameters
     @classmethod
     def _param_names(cls) -> list[str]:
+        """The constructor parameters, in signature order."""
         sig = inspect.signature(cls.__init__)
         return [p.name for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY]
 
-    def get_params(self) -> dict[str, Any]:
-        """The constructor parameters (JSON-serialisable), as scikit-learn's ``get_params``."""
-        return {k: getattr(self, k) for k in self._param_names()}
-
     def set_params(self, **params: Any) -> BaseDetector:
+        """Set constructor parameters; an unknown name is a ConfigError listing the valid ones."""
         valid = self._param_names()
         for k, v in params.items():
             if k not in valid:
@@ -242,17 +200,24 @@ class BaseDetector:
         return self
 
     def clone(self) -> BaseDetector:
-        """An unfitted copy with the same parameters (deep-copied, as scikit-learn's ``clone``)."""
-        return type(self)(**copy.deepcopy(self.get_params()))
+        """An unfitted copy with the same parameters (:func:`sklearn.base.clone`)."""
+        return _sk_clone(self)
 
     def _validate_params(self) -> None:
-        """Check every parameter against ``_parameter_constraints``; raise ConfigError naming it."""
+        """Check every parameter against ``_parameter_constraints``; raise ConfigError naming it.
+
+        Called by ``fit`` and by ``hepad.load`` (a forged model file gets the same error).
+        """
         label = self.name or type(self).__name__
         for key, allowed in self._parameter_constraints.items():
             value = getattr(self, key)
             if not any(_constraint_accepts(c, value) for c in allowed):
                 expected = " or ".join(_constraint_text(c) for c in allowed)
                 raise ConfigError(f"{label}: parameter {key}={value!r} is invalid; expected {expected}.")
+        try:
+            ThresholdRule.parse(getattr(self, "threshold_rule", None))
+        except ConfigError as exc:
+            raise ConfigError(f"{label}: parameter threshold_rule: {exc}") from None
         prep = getattr(self, "preprocessing", None)
         if prep is not None:
             if not isinstance(prep, dict):
@@ -266,39 +231,68 @@ class BaseDetector:
                         f"{label}: unknown preprocessing option {k!r}.{closest(str(k), valid)} Valid: {', '.join(valid)}."
                     )
 
-    # ------------------------------------------------------------------ API
-    def fit(self, X: Any, X_val: Any = None, y: Any = None, **fit_options: Any) -> BaseDetector:
-        """Learn background from ``X`` (and optionally validate on ``X_val``). Returns self.
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.target_tags.required = bool(self.supervised)
+        return tags
 
-        The default threshold is the 95th percentile of the background scores (of ``X_val``
-        when given, else of ``X``); change it with :meth:`set_threshold`. ``fit_options`` are
-        run options of some detectors (e.g. ``checkpoint_dir``, ``resume``, ``progress`` for
-        the deep ones), never model parameters.
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "threshold_")
+
+    # ------------------------------------------------------------------ API
+    def fit(self, X: Any, y: Any = None, *, X_val: Any = None, **fit_options: Any) -> BaseDetector:
+        """Learn background from ``X`` (validating on ``X_val``) and set ``threshold_``. Returns self.
+
+        Parameters
+        ----------
+        X : EventSet or array, (N, F) or (N, 19, 4)
+            Background events (supervised references: the labelled mix).
+        y : array of int, optional
+            Labels, 0 background / 1 signal: needed by supervised references (else taken from
+            ``X.labels``); ignored by the unsupervised detectors, as scikit-learn's outlier
+            detectors do.
+        X_val : EventSet or array, optional
+            Held-out background: monitors early stopping of deep models, and the threshold is
+            set on it (else on the background of ``X``).
+        **fit_options
+            Run options of some detectors (``checkpoint_dir``, ``resume``, ``progress`` for the
+            deep ones), never model parameters.
         """
         self._validate_params()
-        if self.supervised and y is None and isinstance(X, EventSet) and X.labels is not None:
-            y = X.labels
+        rule = ThresholdRule.parse(getattr(self, "threshold_rule", None))
+        y = self._check_y(X, y)
         Xf = as_features(X, "X")
         Xv = None if X_val is None else as_features(X_val, "X_val")
         self._reset_fitted()
-        self.feature_names_in_ = _feature_names(X, Xf.shape[1])
+        self.feature_names_in_ = feature_names_of(X, Xf.shape[1])
         self.n_features_in_ = Xf.shape[1]
         if self.supervised:
-            if y is None:
-                raise ConfigError(f"{self.name}: a supervised reference needs labels y (0 background, 1 signal).")
-            y = np.asarray(y).astype(np.int64).ravel()
             if y.shape != (len(Xf),):
                 raise InputError(f"{self.name}: {len(y)} labels for {len(Xf)} events.")
-            if set(np.unique(y).tolist()) != {0, 1}:
-                raise InputError(f"{self.name}: labels must hold both 0 (background) and 1 (signal), got {sorted(set(np.unique(y).tolist()))}.")
             self._fit_supervised(Xf, y, Xv, **fit_options)
         else:
             self._fit(Xf, Xv, **fit_options)
-        bkg = Xv if Xv is not None else Xf
-        if self.supervised and Xv is None:
-            bkg = Xf[y == 0]
-        self.set_threshold(bkg, percentile=95.0)
+        bkg = Xv if Xv is not None else (Xf[y == 0] if self.supervised else Xf)
+        self.set_threshold(bkg, rule=rule)
         return self
+
+    def _check_y(self, X: Any, y: Any) -> np.ndarray | None:
+        if not self.supervised:
+            if y is not None and (isinstance(y, EventSet) or np.asarray(y).ndim != 1):
+                raise ConfigError(
+                    f"{self.name}: fit(X, y) got events as y; held-out background is keyword-only: "
+                    "fit(X, X_val=events)."
+                )
+            return None
+        if y is None and isinstance(X, EventSet):
+            y = X.labels
+        if y is None:
+            raise ConfigError(f"{self.name}: a supervised reference needs labels y (0 background, 1 signal).")
+        y = np.asarray(y).astype(np.int64).ravel()
+        if set(np.unique(y).tolist()) != {0, 1}:
+            raise InputError(f"{self.name}: labels must hold both 0 (background) and 1 (signal), got {sorted(set(np.unique(y).tolist()))}.")
+        return y
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Anomaly score per event, float32; higher means more anomalous."""
@@ -306,41 +300,61 @@ class BaseDetector:
         Xf = as_features(X, "X")
         if Xf.shape[1] != self.n_features_in_:
             raise InputError(
-                f"{self.name}: got {Xf.shape[1]} features per event, the model was trained on {self.n_features_in_}."
+                f"{self.name}: X has {Xf.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input (the model was trained on {self.n_features_in_})."
             )
         return np.asarray(self._score(Xf), dtype=np.float32)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """The anomaly scores, as PyOD's ``decision_function``: higher means more anomalous."""
+        return self.score_samples(X)
 
     def set_threshold(
         self,
         X_background: Any = None,
         *,
         scores: np.ndarray | None = None,
+        rule: Any = None,
         percentile: float | None = None,
         sigma: float | None = None,
         rate_hz: float | None = None,
         fpr: float | None = None,
-        collision_rate_hz: float = COLLISION_RATE_HZ,
+        collision_rate_hz: float | None = None,
     ) -> BaseDetector:
-        """Set ``threshold_`` on background events (or their precomputed ``scores``)."""
+        """Set ``threshold_`` on background events (or their precomputed ``scores``).
+
+        The rule is ``rule`` (anything :meth:`ThresholdRule.parse` reads) or one keyword of
+        percentile / sigma / rate_hz (with collision_rate_hz) / fpr.
+        """
+        rule = self._rule_of(rule, percentile, sigma, rate_hz, fpr, collision_rate_hz)
         if scores is None:
             if X_background is None:
                 raise ConfigError("set_threshold needs background events or their scores.")
             scores = self.score_samples(X_background)
-        self.threshold_ = threshold_from_scores(
-            scores, percentile=percentile, sigma=sigma, rate_hz=rate_hz, fpr=fpr,
-            collision_rate_hz=collision_rate_hz,
-        )
-        self.threshold_rule_ = {
-            k: v for k, v in dict(percentile=percentile, sigma=sigma, rate_hz=rate_hz, fpr=fpr).items() if v is not None
-        }
-        if rate_hz is not None:
-            self.threshold_rule_["collision_rate_hz"] = collision_rate_hz
+        self.threshold_ = rule.threshold(scores)
+        self.threshold_rule_ = rule
         return self
 
+    @staticmethod
+    def _rule_of(rule: Any = None, percentile: float | None = None, sigma: float | None = None,
+                 rate_hz: float | None = None, fpr: float | None = None,
+                 collision_rate_hz: float | None = None) -> ThresholdRule:
+        given = ThresholdRule.from_options(percentile=percentile, sigma=sigma, rate_hz=rate_hz, fpr=fpr,
+                                           collision_rate_hz=collision_rate_hz)
+        if given is not None and rule is not None:
+            raise ConfigError("Give the threshold rule once: rule= or one of percentile/sigma/rate_hz/fpr.")
+        if given is None and rule is None:
+            raise ConfigError("Give a threshold rule: rule= or one of percentile, sigma, rate_hz, fpr.")
+        return given if given is not None else ThresholdRule.parse(rule)
+
     def predict(self, X: Any) -> np.ndarray:
-        """1 for events scoring above ``threshold_`` (anomalous), else 0."""
+        """1 for events scoring above ``threshold_`` (anomalous), else 0 (the PyOD convention)."""
         scores = self.score_samples(X)
         return (scores > self.threshold_).astype(np.int8)
+
+    def fit_predict(self, X: Any, y: Any = None, **fit_kwargs: Any) -> np.ndarray:
+        """``fit(X, y, **fit_kwargs).predict(X)``: 1 for anomalous events of ``X``, else 0."""
+        return self.fit(X, y, **fit_kwargs).predict(X)
 
     def save(self, path: str | os.PathLike[str], *, metadata: dict[str, Any] | None = None) -> Path:
         """Write the fitted detector to the model directory ``path`` (see :func:`hepad.artifact.save`)."""
@@ -364,11 +378,12 @@ class BaseDetector:
         self._check_fitted()
         pre = getattr(self, "preprocessor_", None)
         hist = getattr(self, "history_", None)
+        rule = getattr(self, "threshold_rule_", None)
         return {
             "n_features_in": int(self.n_features_in_),
             "feature_names_in": [str(n) for n in self.feature_names_in_],
             "threshold": float(self.threshold_),
-            "threshold_rule": dict(getattr(self, "threshold_rule_", {})),
+            "threshold_rule": {} if rule is None else dict(rule),
             "preprocessor": None if pre is None else pre.to_dict(),
             "history": None if hist is None else _jsonable_history(hist),
         }
@@ -381,7 +396,8 @@ class BaseDetector:
         if len(self.feature_names_in_) != self.n_features_in_:
             raise ValueError("feature_names_in does not match n_features_in")
         self.threshold_ = float(common["threshold"])
-        self.threshold_rule_ = dict(common.get("threshold_rule") or {})
+        rule = common.get("threshold_rule")
+        self.threshold_rule_ = ThresholdRule.parse(rule) if rule else None
         if common.get("preprocessor") is not None:
             self.preprocessor_ = Preprocessor.from_dict(common["preprocessor"])
         if common.get("history") is not None:
@@ -391,7 +407,7 @@ class BaseDetector:
         """Everything needed to rebuild this fitted detector: a JSON-able document and arrays."""
         self._check_fitted()
         meta, arrays = self._get_state()
-        doc = {"name": self.name, "params": self.get_params(), "fitted": self._common_state(), "meta": meta}
+        doc = {"name": self.name, "params": self.get_params(deep=False), "fitted": self._common_state(), "meta": meta}
         return doc, dict(arrays)
 
     def _reset_fitted(self) -> None:
@@ -430,13 +446,20 @@ class BaseDetector:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_features_in_"):
-            raise NotFittedError(
+            raise DetectorNotFittedError(
                 f"{self.name or type(self).__name__} is not fitted: call fit(X) first or load a saved model with hepad.load(path)."
             )
 
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params(deep=False).items())
         return f"{type(self).__name__}({params})"
+
+
+def ignore_fit_options(name: str, fit_options: dict[str, Any]) -> None:
+    """Log (debug) run options that a detector without training loop ignores."""
+    # Run options of deep models (progress, checkpoint_dir, resume) mean nothing to the others.
+    if fit_options:
+        log.debug("%s ignores fit options %s", name, sorted(fit_options))
 
 
 def _jsonable_history(hist: dict[str, Any]) -> dict[str, list[Any]]:
@@ -461,9 +484,11 @@ def detector_from_state(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> B
     Only registered detector classes can be built, with JSON parameters: nothing is executed
     that is not hepad's own code.
     """
+    from .registry import DETECTORS, get_detector_class
+
     name = doc["name"]
-    cls = get_detector_class(name)
-    if name not in _REGISTRY:
+    cls = get_detector_class(name)  # an unknown name: "Unknown detector ... Did you mean"
+    if name not in DETECTORS:
         raise ConfigError(f"{name!r} is a preset, not a detector class.")
     params = doc.get("params") or {}
     if not isinstance(params, dict):
@@ -487,61 +512,3 @@ def check_arrays(name: str, arrays: dict[str, np.ndarray], required: Sequence[st
     missing = [k for k in required if k not in arrays]
     if missing:
         raise ValueError(f"{name}: saved arrays missing: {', '.join(missing)}")
-
-
-# ---------------------------------------------------------------------- registry
-_REGISTRY: dict[str, type[BaseDetector]] = {}
-#: preset name -> (registry key, parameter overrides, one-line summary)
-PRESETS: dict[str, tuple[str, dict[str, Any], str]] = {}
-
-
-def register(name: str, summary: str = "") -> Callable[[type[BaseDetector]], type[BaseDetector]]:
-    """Class decorator: add a detector to the registry under ``name``."""
-
-    def deco(cls: type[BaseDetector]) -> type[BaseDetector]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ConfigError(f"Detector name {name!r} is registered twice.")
-        cls.name = name
-        cls.summary = summary or (cls.__doc__ or "").strip().splitlines()[0]
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
-
-
-def register_preset(name: str, detector: str, params: dict[str, Any], summary: str) -> None:
-    """Add a named preset: a registered detector with fixed parameter overrides."""
-    PRESETS[name] = (detector, dict(params), summary)
-
-
-def _load_builtin() -> None:
-    # Importing the modules registers their detectors (lazily, to keep `import hepad` light).
-    from . import _builtin  # noqa: F401
-
-
-def available_detectors() -> dict[str, str]:
-    """Every registry key and preset with its one-line summary."""
-    _load_builtin()
-    out = {k: c.summary for k, c in sorted(_REGISTRY.items())}
-    out.update({k: v[2] for k, v in sorted(PRESETS.items())})
-    return out
-
-
-def get_detector_class(name: str) -> type[BaseDetector]:
-    _load_builtin()
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    if name in PRESETS:
-        return _REGISTRY[PRESETS[name][0]]
-    choices = list(_REGISTRY) + list(PRESETS)
-    raise ConfigError(f"Unknown detector {name!r}.{closest(name, choices)} Run `hepad detectors` to list them.")
-
-
-def make_detector(name: str, **params: Any) -> BaseDetector:
-    """An unfitted detector by registry key or preset name, with parameter overrides."""
-    cls = get_detector_class(name)
-    base = copy.deepcopy(PRESETS[name][1]) if name in PRESETS else {}
-    base.update(params)
-    det = cls()
-    det.set_params(**base)
-    return det

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from .base import BaseDetector, Interval, Options, check_arrays, register, sub_arrays
+from ..memory import chunk_rows
+from .base import BaseDetector, Interval, Options, check_arrays, ignore_fit_options, sub_arrays
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,6 @@ __all__ = [
     "KNNDetector",
 ]
 
-#: events scored per block; bounds the memory of kernel and distance matrices
-_CHUNK = 16384
 
 
 def subsample(X: np.ndarray, max_samples: int | None, random_state: int) -> np.ndarray:
@@ -44,17 +43,16 @@ def subsample(X: np.ndarray, max_samples: int | None, random_state: int) -> np.n
     return X[idx]
 
 
-def chunked(fn: Callable[[np.ndarray], np.ndarray], X: np.ndarray, size: int = _CHUNK) -> np.ndarray:
-    """Apply ``fn`` to blocks of rows of ``X`` and concatenate (bounds peak memory)."""
+def chunked(fn: Callable[[np.ndarray], np.ndarray], X: np.ndarray, row_bytes: int) -> np.ndarray:
+    """Apply ``fn`` to blocks of rows of ``X`` and concatenate.
+
+    ``row_bytes`` is the memory ``fn`` needs per row (kernel rows, distance rows, tree paths);
+    the block size follows from the working-memory budget (:func:`hepad.memory.chunk_rows`).
+    """
+    size = chunk_rows(row_bytes, max_rows=len(X))
     if len(X) <= size:
         return np.asarray(fn(X))
     return np.concatenate([np.asarray(fn(X[i : i + size])) for i in range(0, len(X), size)])
-
-
-def _ignore_fit_options(name: str, fit_options: dict[str, Any]) -> None:
-    # Run options of deep models (progress, checkpoint_dir, resume) mean nothing here.
-    if fit_options:
-        log.debug("%s ignores fit options %s", name, sorted(fit_options))
 
 
 # ---------------------------------------------------------------------- packed trees
@@ -129,7 +127,8 @@ def walk_trees(Z: np.ndarray, arrays: dict[str, np.ndarray], max_depth: int) -> 
             node = children[2 * node + went_right]
         return value[node].sum(axis=1)
 
-    return chunked(block, Z, size=max(64, 262144 // max(1, len(roots))))
+    # per row and tree: the node index, its split feature and value, the branch taken
+    return chunked(block, Z, row_bytes=32 * max(1, len(roots)))
 
 
 # ---------------------------------------------------------------------- isolation forest
@@ -143,7 +142,6 @@ def _average_path_length(n: np.ndarray) -> np.ndarray:
     return out
 
 
-@register("iforest", "Isolation forest (scikit-learn): fast, assumption-free; score = isolation depth.")
 class IsolationForestDetector(BaseDetector):
     """Isolation forest on standardised features.
 
@@ -171,6 +169,8 @@ class IsolationForestDetector(BaseDetector):
     scikit-learn's ``score_samples``: 2**(-mean path length / c(max_samples)), in (0, 1].
     """
 
+    name = "iforest"
+
     _parameter_constraints = {
         "n_estimators": [Interval(int, 1, None)],
         "max_samples": [Options(("auto",)), Interval(int, 2, None), Interval(float, 0, 1, "right")],
@@ -188,6 +188,7 @@ class IsolationForestDetector(BaseDetector):
         preprocessing: dict | None = None,
         random_state: int = 0,
         n_jobs: int | None = None,
+        threshold_rule: Any = None,
     ) -> None:
         self.n_estimators = n_estimators
         self.max_samples = max_samples
@@ -195,11 +196,12 @@ class IsolationForestDetector(BaseDetector):
         self.preprocessing = preprocessing
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.threshold_rule = threshold_rule
 
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None, **fit_options: Any) -> None:
         from sklearn.ensemble import IsolationForest
 
-        _ignore_fit_options(self.name, fit_options)
+        ignore_fit_options(self.name, fit_options)
         Z = self._make_preprocessor(X).transform(X)
         forest = IsolationForest(
             n_estimators=self.n_estimators,
@@ -241,7 +243,6 @@ class IsolationForestDetector(BaseDetector):
 
 
 # ---------------------------------------------------------------------- one-class SVM
-@register("ocsvm", "One-class SVM, kernel-approximated (Nystroem/RBF features + SGD): scales past 1M events.")
 class OneClassSVMDetector(BaseDetector):
     """One-class SVM with an RBF kernel, approximated so it scales linearly in N.
 
@@ -275,6 +276,8 @@ class OneClassSVMDetector(BaseDetector):
     Score = minus the SVM decision function (positive outside the learned boundary).
     """
 
+    name = "ocsvm"
+
     _parameter_constraints = {
         "n_components": [Interval(int, 1, None)],
         "kernel_approximation": [Options(("nystroem", "rbf-sampler"))],
@@ -296,6 +299,7 @@ class OneClassSVMDetector(BaseDetector):
         max_iter: int = 50,
         preprocessing: dict | None = None,
         random_state: int = 0,
+        threshold_rule: Any = None,
     ) -> None:
         self.n_components = n_components
         self.kernel_approximation = kernel_approximation
@@ -305,13 +309,14 @@ class OneClassSVMDetector(BaseDetector):
         self.max_iter = max_iter
         self.preprocessing = preprocessing
         self.random_state = random_state
+        self.threshold_rule = threshold_rule
 
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None, **fit_options: Any) -> None:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.kernel_approximation import Nystroem, RBFSampler
         from sklearn.linear_model import SGDOneClassSVM
 
-        _ignore_fit_options(self.name, fit_options)
+        ignore_fit_options(self.name, fit_options)
         Z = subsample(self._make_preprocessor(X).transform(X), self.max_samples, self.random_state)
         Z64 = Z.astype(np.float64)
         var = float(Z64.var())
@@ -334,6 +339,7 @@ class OneClassSVMDetector(BaseDetector):
             svm.fit(Phi)
         if any(issubclass(w.category, ConvergenceWarning) for w in caught):
             log.info("ocsvm: SGD did not converge in max_iter=%d epochs; raise max_iter for a tighter fit", self.max_iter)
+        self.n_iter_ = int(svm.n_iter_)
         self.coef_ = np.asarray(svm.coef_, dtype=np.float64).ravel()
         self.offset_ = float(np.asarray(svm.offset_).ravel()[0])
 
@@ -349,7 +355,7 @@ class OneClassSVMDetector(BaseDetector):
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         Z = self.preprocessor_.transform(X)
-        return chunked(lambda b: self.offset_ - self._features(b) @ self.coef_, Z)
+        return chunked(lambda b: self.offset_ - self._features(b) @ self.coef_, Z, row_bytes=8 * (3 * len(self.coef_) + Z.shape[1]))
 
     def _get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
         arrays = {"coef": self.coef_}
@@ -382,7 +388,6 @@ class OneClassSVMDetector(BaseDetector):
 
 
 # ---------------------------------------------------------------------- Mahalanobis
-@register("mahalanobis", "Mahalanobis distance to the background (elliptic envelope); score = squared distance.")
 class MahalanobisDetector(BaseDetector):
     """Squared Mahalanobis distance from the background mean under its covariance.
 
@@ -407,6 +412,8 @@ class MahalanobisDetector(BaseDetector):
         Seed of the subsample and of MCD.
     """
 
+    name = "mahalanobis"
+
     _parameter_constraints = {
         "method": [Options(("empirical", "mcd"))],
         "max_samples": [None, Interval(int, 2, None)],
@@ -424,6 +431,7 @@ class MahalanobisDetector(BaseDetector):
         reg_covar: float = 1e-3,
         preprocessing: dict | None = None,
         random_state: int = 0,
+        threshold_rule: Any = None,
     ) -> None:
         self.method = method
         self.max_samples = max_samples
@@ -431,12 +439,13 @@ class MahalanobisDetector(BaseDetector):
         self.reg_covar = reg_covar
         self.preprocessing = preprocessing
         self.random_state = random_state
+        self.threshold_rule = threshold_rule
 
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None, **fit_options: Any) -> None:
         from scipy.linalg import pinvh
         from sklearn.covariance import EmpiricalCovariance, MinCovDet
 
-        _ignore_fit_options(self.name, fit_options)
+        ignore_fit_options(self.name, fit_options)
         Z = subsample(self._make_preprocessor(X).transform(X), self.max_samples, self.random_state).astype(np.float64)
         if self.method == "mcd":
             with warnings.catch_warnings():
@@ -453,7 +462,7 @@ class MahalanobisDetector(BaseDetector):
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         D = self.preprocessor_.transform(X).astype(np.float64) - self.location_
-        return chunked(lambda d: np.einsum("ij,ij->i", d @ self.precision_, d), D)
+        return chunked(lambda d: np.einsum("ij,ij->i", d @ self.precision_, d), D, row_bytes=8 * 2 * D.shape[1])
 
     def _get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
         return {}, {"location": self.location_, "covariance": self.covariance_, "precision": self.precision_}
@@ -469,7 +478,6 @@ class MahalanobisDetector(BaseDetector):
 
 
 # ---------------------------------------------------------------------- Gaussian mixture
-@register("gmm", "Gaussian mixture density of the background; score = -log likelihood.")
 class GaussianMixtureDetector(BaseDetector):
     """Gaussian mixture model of background density; score is the negative log-likelihood.
 
@@ -492,6 +500,8 @@ class GaussianMixtureDetector(BaseDetector):
         Seed of the initialisation and subsample.
     """
 
+    name = "gmm"
+
     _parameter_constraints = {
         "n_components": [Interval(int, 1, None)],
         "covariance_type": [Options(("full", "diag", "tied", "spherical"))],
@@ -511,6 +521,7 @@ class GaussianMixtureDetector(BaseDetector):
         max_samples: int | None = 10_000,
         preprocessing: dict | None = None,
         random_state: int = 0,
+        threshold_rule: Any = None,
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -519,12 +530,13 @@ class GaussianMixtureDetector(BaseDetector):
         self.max_samples = max_samples
         self.preprocessing = preprocessing
         self.random_state = random_state
+        self.threshold_rule = threshold_rule
 
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None, **fit_options: Any) -> None:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.mixture import GaussianMixture
 
-        _ignore_fit_options(self.name, fit_options)
+        ignore_fit_options(self.name, fit_options)
         Z = subsample(self._make_preprocessor(X).transform(X), self.max_samples, self.random_state).astype(np.float64)
         gm = GaussianMixture(
             n_components=min(self.n_components, len(Z)),
@@ -539,10 +551,11 @@ class GaussianMixtureDetector(BaseDetector):
         if any(issubclass(w.category, ConvergenceWarning) for w in caught):
             log.info("gmm: EM did not converge in max_iter=%d iterations", self.max_iter)
         self.model_ = gm
+        self.n_iter_ = int(gm.n_iter_)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         Z = self.preprocessor_.transform(X).astype(np.float64)
-        return chunked(lambda b: -self.model_.score_samples(b), Z)
+        return chunked(lambda b: -self.model_.score_samples(b), Z, row_bytes=8 * 2 * Z.shape[1] * self.model_.n_components)
 
     _ARRAYS = ("weights", "means", "covariances", "precisions_cholesky", "precisions")
 
@@ -570,7 +583,6 @@ class GaussianMixtureDetector(BaseDetector):
 
 
 # ---------------------------------------------------------------------- kNN distance
-@register("knn", "k-nearest-neighbour distance to a background reference sample.")
 class KNNDetector(BaseDetector):
     """Distance to the k nearest background events (in standardised features).
 
@@ -595,6 +607,8 @@ class KNNDetector(BaseDetector):
     set the threshold on held-out background (``X_val``), not on the training events.
     """
 
+    name = "knn"
+
     _parameter_constraints = {
         "n_neighbors": [Interval(int, 1, None)],
         "aggregate": [Options(("kth", "mean"))],
@@ -610,15 +624,17 @@ class KNNDetector(BaseDetector):
         max_samples: int | None = 5_000,
         preprocessing: dict | None = None,
         random_state: int = 0,
+        threshold_rule: Any = None,
     ) -> None:
         self.n_neighbors = n_neighbors
         self.aggregate = aggregate
         self.max_samples = max_samples
         self.preprocessing = preprocessing
         self.random_state = random_state
+        self.threshold_rule = threshold_rule
 
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None, **fit_options: Any) -> None:
-        _ignore_fit_options(self.name, fit_options)
+        ignore_fit_options(self.name, fit_options)
         Z = self._make_preprocessor(X).transform(X)
         self.reference_ = np.ascontiguousarray(subsample(Z, self.max_samples, self.random_state), dtype=np.float32)
         self._build_index()
@@ -636,7 +652,7 @@ class KNNDetector(BaseDetector):
             dist, _ = self._nn.kneighbors(b, return_distance=True)
             return dist[:, -1] if self.aggregate == "kth" else dist.mean(axis=1)
 
-        return chunked(block, Z, size=4096)
+        return chunked(block, Z, row_bytes=8 * 2 * len(self.reference_))
 
     def _get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
         return {}, {"reference": self.reference_}

@@ -6,7 +6,7 @@ default); with ``preprocessing={"mask_padding": True}`` zero-padded object slots
 in the reconstruction error nor can change the score.
 
 Training parameters are constructor parameters (scikit-learn style); run options go to
-``fit``: ``det.fit(X, X_val, checkpoint_dir="ckpt/", resume=True, progress=callback)``.
+``fit``: ``det.fit(X, X_val=X_val, checkpoint_dir="ckpt/", resume=True, progress=callback)``.
 
 Reproducibility: network initialisation and training draw from torch's global RNG seeded with
 ``random_state`` inside :func:`torch.random.fork_rng`, so a fit never changes the caller's RNG
@@ -26,33 +26,54 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, InputError, NotFittedError
-from ..training import fit_network, resolve_device, tensor_batches
+from ..memory import chunk_rows
+from ..thresholds import ThresholdRule
+from ..training import ArraySource, fit_network, resolve_device
 from . import _nn
-from .base import BaseDetector, as_features, register, register_preset
+from .base import BaseDetector, Interval, Options, as_features
 
 log = logging.getLogger(__name__)
 
 __all__ = ["AutoEncoderDetector", "VAEDetector", "DeepSVDDDetector"]
 
-_SCORE_BATCH = 65536
+def _positive_int_list(v: Any) -> bool:
+    """a list of positive integers"""
+    return isinstance(v, (list, tuple)) and all(
+        isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h > 0 for h in v
+    )
 
 
-def _check_int(name: str, value: Any, minimum: int, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        need = f"an integer >= {minimum}" + (" or None" if allow_none else "")
-        raise ConfigError(f"{name}: expected {need}, got {value!r}.")
+def _device_name(v: Any) -> bool:
+    """'auto', 'cpu', 'cuda' or 'cuda:N'"""
+    return isinstance(v, str) and (v in ("auto", "cpu") or v.startswith("cuda"))
 
 
-def _check_float(name: str, value: Any, lo: float, hi: float | None = None, *, lo_open: bool = False) -> None:
-    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)
-    if ok:
-        v = float(value)
-        ok = (v > lo if lo_open else v >= lo) and (hi is None or v < hi)
-    if not ok:
-        rng = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else 'inf'})"
-        raise ConfigError(f"{name}: expected a number in {rng}, got {value!r}.")
+_ACTIVATION = Options(("linear",) + tuple(_nn.ACTIVATIONS))
+
+#: The declared constraints every torch detector shares (checked by ``_validate_params``).
+DEEP_CONSTRAINTS: dict[str, list[Any]] = {
+    "hidden_layers": [None, _positive_int_list],
+    "latent_dim": [Interval(int, 1, None)],
+    "activation": [_ACTIVATION],
+    "latent_activation": [None, _ACTIVATION],
+    "output_activation": [None, _ACTIVATION],
+    "batch_norm": [bool],
+    "dropout": [Interval(float, 0, 1, "left")],
+    "epochs": [Interval(int, 1, None)],
+    "batch_size": [Interval(int, 1, None)],
+    "learning_rate": [Interval(float, 0, None, "neither")],
+    "weight_decay": [Interval(float, 0, None)],
+    "patience": [None, Interval(int, 1, None)],
+    "lr_patience": [None, Interval(int, 1, None)],
+    "lr_factor": [Interval(float, 0, 1, "neither")],
+    "min_delta": [Interval(float, 0, None)],
+    "validation_fraction": [Interval(float, 0, 1, "left")],
+    "device": [_device_name],
+    "n_threads": [None, Interval(int, 1, None)],
+    "random_state": [Interval(int, 0, None)],
+}
+#: Parameters that do not change what training computes (left out of the checkpoint signature).
+_RUN_PARAMS = ("epochs", "device", "n_threads", "threshold_rule")
 
 
 class _DeepDetector(BaseDetector):
@@ -62,42 +83,12 @@ class _DeepDetector(BaseDetector):
     _default_hidden: ClassVar[tuple[int, ...]] = (32,)
     #: ScoreModule kind used by score_samples and export_module
     _score_kind: ClassVar[str] = "recon"
+    _parameter_constraints = DEEP_CONSTRAINTS
 
     # ------------------------------------------------------------------ parameters
     def _hidden(self) -> list[int]:
         hidden = self.hidden_layers
         return list(self._default_hidden if hidden is None else hidden)
-
-    def _validate_params(self) -> None:
-        name = self.name
-        try:
-            hidden = self._hidden()
-        except TypeError:
-            raise ConfigError(f"{name}: hidden_layers must be a list of integers, got {self.hidden_layers!r}.") from None
-        for h in hidden:
-            _check_int(f"{name}: hidden_layers entry", h, 1)
-        _check_int(f"{name}: latent_dim", self.latent_dim, 1)
-        _check_int(f"{name}: epochs", self.epochs, 1)
-        _check_int(f"{name}: batch_size", self.batch_size, 1)
-        _check_int(f"{name}: patience", self.patience, 1, allow_none=True)
-        _check_int(f"{name}: lr_patience", self.lr_patience, 1, allow_none=True)
-        _check_int(f"{name}: n_threads", self.n_threads, 1, allow_none=True)
-        _check_int(f"{name}: random_state", self.random_state, 0)
-        _check_float(f"{name}: learning_rate", self.learning_rate, 0.0, lo_open=True)
-        _check_float(f"{name}: weight_decay", self.weight_decay, 0.0)
-        _check_float(f"{name}: lr_factor", self.lr_factor, 0.0, 1.0, lo_open=True)
-        _check_float(f"{name}: min_delta", self.min_delta, 0.0)
-        _check_float(f"{name}: validation_fraction", self.validation_fraction, 0.0, 1.0)
-        if hasattr(self, "dropout"):
-            _check_float(f"{name}: dropout", self.dropout, 0.0, 1.0)
-        for attr in ("activation", "latent_activation", "output_activation"):
-            if hasattr(self, attr):
-                try:
-                    _nn.make_activation(getattr(self, attr))
-                except ConfigError as exc:
-                    raise ConfigError(f"{name}: {attr}: {exc}") from None
-        if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
-            raise ConfigError(f"{name}: device must be 'auto', 'cpu' or 'cuda', got {self.device!r}.")
 
     # ------------------------------------------------------------------ to implement
     def _build_net(self, n_in: int) -> nn.Module:
@@ -113,24 +104,56 @@ class _DeepDetector(BaseDetector):
 
     def _prepared(self, X: np.ndarray, tp: _nn.TorchPreprocess) -> tuple[torch.Tensor, ...]:
         with torch.no_grad():
-            z, m = tp(torch.from_numpy(X))
+            z, m = tp(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)))
         return (z, m) if tp.mask_padding else (z,)
 
     def _signature(self, n_train: int, n_in: int) -> dict[str, Any]:
-        params = {k: v for k, v in self.get_params().items() if k not in ("epochs", "device", "n_threads")}
+        params = {k: v for k, v in self.get_params(deep=False).items() if k not in _RUN_PARAMS}
         return {"detector": self.name, "params": params, "n_train": n_train, "n_inputs": n_in}
 
-    def _fit(
+    def _fit(self, X: np.ndarray, X_val: np.ndarray | None, **run_options: Any) -> None:
+        # In memory: the preprocessing is fitted on all of X, then part of it may be held out.
+        X_fit = X
+        if X_val is None and self.validation_fraction > 0 and len(X) >= 20:
+            # Hold out part of the background to monitor early stopping and LR reduction.
+            order = np.random.default_rng(self.random_state).permutation(len(X))
+            n_val = max(1, int(round(self.validation_fraction * len(X))))
+            X_val, X = X[order[:n_val]], X[order[n_val:]]
+        self._train(ArraySource(X), None if X_val is None else ArraySource(X_val), fit_sample=X_fit, **run_options)
+
+    def fit_source(self, source: Any, *, val_source: Any = None, **run_options: Any) -> _DeepDetector:
+        """Fit from a batch source (in memory or streaming, e.g. :class:`hepad.data.FileSource`).
+
+        A source has ``feature_names``, ``n_events``, ``sample()`` (the events the
+        preprocessing is fitted on), ``batches(prepare, batch_size=, shuffle=, seed=)``,
+        ``chunks()`` and ``signature()`` (see :class:`hepad.training.ArraySource`).
+        ``val_source`` (optional) monitors early stopping and sets the threshold (else it is
+        set on ``source.sample()``). ``run_options`` are those of :meth:`fit`.
+        """
+        self._validate_params()
+        rule = ThresholdRule.parse(self.threshold_rule)
+        self._reset_fitted()
+        self.feature_names_in_ = list(source.feature_names)
+        self.n_features_in_ = len(self.feature_names_in_)
+        self._train(source, val_source, **run_options)
+        bkg = val_source if val_source is not None else ArraySource(source.sample())
+        scores = np.concatenate([self.score_samples(chunk) for chunk in bkg.chunks()])
+        self.set_threshold(scores=scores, rule=rule)
+        return self
+
+    def _train(
         self,
-        X: np.ndarray,
-        X_val: np.ndarray | None,
+        source: Any,
+        val_source: Any = None,
         *,
+        fit_sample: np.ndarray | None = None,
         checkpoint_dir: Any = None,
         resume: bool = False,
         progress: Callable[[int, int, dict[str, Any]], None] | None = None,
     ) -> None:
-        self._validate_params()
-        pre = self._make_preprocessor(X)
+        """The one training path: preprocessing on ``fit_sample``, then the network on batches."""
+        sample = source.sample()
+        pre = self._make_preprocessor(sample if fit_sample is None else fit_sample)
         if (pre.log_pt and pre.pt_columns_.size == 0) or (pre.mask_padding and (pre.slot_pt_column_ < 0).all()):
             log.warning(
                 "%s: preprocessing %s has no effect: no pT columns among the feature names (%s...). "
@@ -144,24 +167,20 @@ class _DeepDetector(BaseDetector):
             log.warning("%s: latent_dim %d is not smaller than the %d inputs; the network can learn the "
                         "identity and reconstruct anomalies too. Use a smaller latent_dim.",
                         self.name, self.latent_dim, n_in)
-        if X_val is None and self.validation_fraction > 0 and len(X) >= 20:
-            # Hold out part of the background to monitor early stopping and LR reduction.
-            order = np.random.default_rng(self.random_state).permutation(len(X))
-            n_val = max(1, int(round(self.validation_fraction * len(X))))
-            X_val, X = X[order[:n_val]], X[order[n_val:]]
-        train = self._prepared(X, tp)
-        val = self._prepared(X_val, tp) if X_val is not None else None
-        bs = int(self.batch_size)
-        # A last batch of one event breaks BatchNorm in training mode; skip it when it occurs.
-        drop_last = len(X) % bs == 1 and len(X) > bs
-        train_batches = tensor_batches(*train, batch_size=bs, seed=self.random_state, drop_last=drop_last)
+
+        def prepare(X: np.ndarray) -> tuple[torch.Tensor, ...]:
+            return self._prepared(X, tp)
+
+        bs, seed = int(self.batch_size), int(self.random_state)
+        train_batches = source.batches(prepare, batch_size=bs, shuffle=True, seed=seed)
         val_batches = None
-        if val is not None:
-            val_batches = tensor_batches(*val, batch_size=max(bs, 8192), shuffle=False)
+        if val_source is not None:
+            val_batches = val_source.batches(prepare, batch_size=max(bs, 8192), shuffle=False, seed=seed)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(self.random_state))
+            torch.manual_seed(seed)
             net = self._build_net(n_in)
-        self._before_training(net, train)
+        if type(self)._before_training is not _DeepDetector._before_training:
+            self._before_training(net, prepare(sample))
         history = fit_network(
             net,
             self._loss_fn(),
@@ -175,12 +194,12 @@ class _DeepDetector(BaseDetector):
             lr_patience=self.lr_patience,
             lr_factor=float(self.lr_factor),
             device=resolve_device(self.device),
-            seed=int(self.random_state),
+            seed=seed,
             n_threads=self.n_threads,
             checkpoint_dir=checkpoint_dir,
             resume=resume,
             progress=progress,
-            signature=self._signature(len(X), n_in),
+            signature={**self._signature(source.n_events, n_in), **source.signature()},
         )
         self.net_ = net.to("cpu").eval()
         self.history_ = history
@@ -196,17 +215,15 @@ class _DeepDetector(BaseDetector):
             raise NotFittedError(f"{self.name} has no network: fit it or load a saved model with hepad.load(path).")
 
     def _batched(self, X: np.ndarray, fn: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
-        prev = torch.get_num_threads()
-        if self.n_threads is not None:
-            torch.set_num_threads(int(self.n_threads))
-        try:
-            out = []
-            with torch.inference_mode():
-                for start in range(0, len(X), _SCORE_BATCH):
-                    out.append(fn(torch.from_numpy(X[start : start + _SCORE_BATCH])).numpy())
-        finally:
-            if self.n_threads is not None:
-                torch.set_num_threads(prev)
+        # Blocks sized from the working-memory budget: inputs plus every layer's activations.
+        # Inference leaves torch's thread count alone: it is process-wide, and the trigger
+        # scores from several threads at once (``n_threads`` applies to training).
+        widths = X.shape[1] * 2 + 2 * sum(self._hidden()) + int(self.latent_dim)
+        rows = chunk_rows(4 * 2 * widths, max_rows=len(X))
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(X), rows):
+                out.append(fn(torch.from_numpy(X[start : start + rows])).numpy())
         return np.concatenate(out, axis=0).astype(np.float32, copy=False)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
@@ -284,7 +301,6 @@ def _recon_loss(net: nn.Module, batch: Any) -> torch.Tensor:
     return _nn.masked_mse(z, net(z), m)
 
 
-@register("ae", "Dense autoencoder, score = mean squared reconstruction error (PyTorch).")
 class AutoEncoderDetector(_ReconstructionMixin, _DeepDetector):
     """Dense autoencoder; the anomaly score is the mean squared reconstruction error.
 
@@ -320,13 +336,16 @@ class AutoEncoderDetector(_ReconstructionMixin, _DeepDetector):
     device : {"auto", "cpu", "cuda"}
         Where to train; "auto" uses a GPU when present. Scores are computed on the CPU.
     n_threads : int, optional
-        torch CPU threads during fit and scoring; None keeps torch's global setting. 1 by
-        default: these networks are too small to gain from intra-op threads, and on a machine
-        shared with other jobs extra threads made training many times slower (see
-        docs/detectors.md).
+        torch CPU threads during fit; None keeps torch's global setting. 1 by default: these
+        networks are too small to gain from intra-op threads, and on a machine shared with
+        other jobs extra threads made training many times slower (see docs/detectors.md).
+        Scoring leaves the process-wide setting alone (the trigger scores from several
+        threads); set it once with ``torch.set_num_threads``.
     random_state : int
         Seed of initialisation, shuffling and dropout.
     """
+
+    name = "ae"
 
     _default_hidden = (32,)
 
@@ -353,6 +372,7 @@ class AutoEncoderDetector(_ReconstructionMixin, _DeepDetector):
         device: str = "auto",
         n_threads: int | None = 1,
         random_state: int = 0,
+        threshold_rule: Any = None,
     ) -> None:
         self.hidden_layers = hidden_layers
         self.latent_dim = latent_dim
@@ -374,6 +394,7 @@ class AutoEncoderDetector(_ReconstructionMixin, _DeepDetector):
         self.device = device
         self.n_threads = n_threads
         self.random_state = random_state
+        self.threshold_rule = threshold_rule
 
     def _build_net(self, n_in: int) -> nn.Module:
         return _nn.AutoEncoderNet(
@@ -389,7 +410,6 @@ class AutoEncoderDetector(_ReconstructionMixin, _DeepDetector):
 _VAE_SCORES = ("recon", "kl", "mu2")
 
 
-@register("vae", "Variational autoencoder; score = reconstruction error, KL divergence or Σμ² (PyTorch).")
 class VAEDetector(_ReconstructionMixin, _DeepDetector):
     """Variational autoencoder with three anomaly scores.
 
@@ -413,7 +433,14 @@ class VAEDetector(_ReconstructionMixin, _DeepDetector):
     The other parameters are those of :class:`AutoEncoderDetector`.
     """
 
+    name = "vae"
+
     _default_hidden = (32,)
+    _parameter_constraints = {
+        **{k: v for k, v in DEEP_CONSTRAINTS.items() if k != "latent_activation"},
+        "score": [Options(_VAE_SCORES)],
+        "beta": [Interval(float, 0, None)],
+    }
 
     def __init__(
         self,
@@ -439,6 +466,7 @@ class VAEDetector(_ReconstructionMixin, _DeepDetector):
         device: str = "auto",
         n_threads: int | None = 1,
         random_state: int = 0,
+        threshold_rule: Any = None,
     ) -> None:
         self.score = score
         self.beta = beta
@@ -461,6 +489,7 @@ class VAEDetector(_ReconstructionMixin, _DeepDetector):
         self.device = device
         self.n_threads = n_threads
         self.random_state = random_state
+        self.threshold_rule = threshold_rule
 
     @property
     def _score_kind(self) -> str:  # type: ignore[override]
@@ -468,9 +497,6 @@ class VAEDetector(_ReconstructionMixin, _DeepDetector):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        if self.score not in _VAE_SCORES:
-            raise ConfigError(f"vae: score must be one of {', '.join(_VAE_SCORES)}, got {self.score!r}.")
-        _check_float("vae: beta", self.beta, 0.0)
         if not self._hidden():
             raise ConfigError("vae: hidden_layers needs at least one layer.")
 
@@ -496,7 +522,6 @@ class VAEDetector(_ReconstructionMixin, _DeepDetector):
         return loss
 
 
-@register("deep-svdd", "Deep SVDD: one-class hypersphere, score = squared distance to the centre (PyTorch).")
 class DeepSVDDDetector(_DeepDetector):
     """Deep Support Vector Data Description (Ruff et al., ICML 2018), one-class objective.
 
@@ -519,8 +544,13 @@ class DeepSVDDDetector(_DeepDetector):
     The other parameters are those of :class:`AutoEncoderDetector`.
     """
 
+    name = "deep-svdd"
+
     _default_hidden = (64, 32)
     _score_kind = "svdd"
+    _parameter_constraints = {
+        k: v for k, v in DEEP_CONSTRAINTS.items() if k not in ("dropout", "latent_activation", "output_activation")
+    }
 
     def __init__(
         self,
@@ -542,6 +572,7 @@ class DeepSVDDDetector(_DeepDetector):
         device: str = "auto",
         n_threads: int | None = 1,
         random_state: int = 0,
+        threshold_rule: Any = None,
     ) -> None:
         self.hidden_layers = hidden_layers
         self.latent_dim = latent_dim
@@ -560,6 +591,7 @@ class DeepSVDDDetector(_DeepDetector):
         self.device = device
         self.n_threads = n_threads
         self.random_state = random_state
+        self.threshold_rule = threshold_rule
 
     def _build_net(self, n_in: int) -> nn.Module:
         return _nn.DeepSVDDNet(n_in, self._hidden(), int(self.latent_dim), activation=self.activation,
@@ -575,31 +607,3 @@ class DeepSVDDDetector(_DeepDetector):
             return ((net(z) - net.center) ** 2).sum(dim=1)
 
         return loss
-
-
-# ---------------------------------------------------------------------- presets
-register_preset(
-    "ae-keras-seed", "ae",
-    dict(hidden_layers=[32, 16, 8], latent_dim=4, activation="relu", batch_norm=True, dropout=0.2,
-         epochs=100, batch_size=256, learning_rate=1e-3, patience=15),
-    "Keras seed AE: 57-32-16-8-4 mirrored, batch norm + dropout 0.2, early stopping 15.",
-)
-register_preset(
-    "ae-torch-seed", "ae",
-    dict(hidden_layers=[128, 64], latent_dim=32, activation="relu", output_activation="sigmoid",
-         epochs=100, batch_size=64, learning_rate=1e-3, patience=10, validation_fraction=0.2,
-         preprocessing={"scaling": "standard"}),
-    "PyTorch seed AE: 57-128-64-32 mirrored, sigmoid output, standard scaling, early stopping.",
-)
-register_preset(
-    "ae-adc-trivial", "ae",
-    dict(hidden_layers=[], latent_dim=8, latent_activation="relu", output_activation="relu",
-         epochs=10, batch_size=1024, patience=None, lr_patience=None, validation_fraction=0.0,
-         preprocessing={"scaling": "none"}),
-    "ADC2021 tutorial AE: 57 -> 8 (ReLU) -> 57 (ReLU) on raw inputs, 10 epochs.",
-)
-register_preset(
-    "axol1tl-like", "vae",
-    dict(hidden_layers=[28, 15], latent_dim=8, score="mu2"),
-    "AXOL1TL-like VAE (CMS L1 trigger): encoder 57-28-15-8, score Σμ², encoder-only inference.",
-)

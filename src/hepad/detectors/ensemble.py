@@ -33,19 +33,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from .base import (
-    COLLISION_RATE_HZ,
-    BaseDetector,
-    Interval,
-    Options,
-    as_features,
-    detector_from_state,
-    get_detector_class,
-    make_detector,
-    register,
-    register_preset,
-    sub_arrays,
-)
+from .base import BaseDetector, Interval, Options, as_features, detector_from_state, sub_arrays
+from .registry import get_detector_class, make_detector
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +100,6 @@ def _rank(s: np.ndarray, q: np.ndarray, slope_lo: float, slope_hi: float) -> np.
     return np.where(s < q[0], -slope_lo * (q[0] - s), r)
 
 
-@register("ensemble", "Ensemble of detectors: rank/z-score normalised, mean/max or any/majority/unanimous vote.")
 class EnsembleDetector(BaseDetector):
     """Several registered detectors, normalised on background and combined or voted.
 
@@ -139,6 +127,8 @@ class EnsembleDetector(BaseDetector):
     (biased low for members that memorise their training sample, e.g. ``knn``, or overfit).
     """
 
+    name = "ensemble"
+
     _parameter_constraints = {
         "members": [None, list],
         "normalization": [Options(("rank", "zscore"))],
@@ -158,6 +148,7 @@ class EnsembleDetector(BaseDetector):
         n_quantiles: int = 10_000,
         preprocessing: dict | None = None,
         random_state: int = 0,
+        threshold_rule: Any = None,
     ) -> None:
         self.members = members
         self.normalization = normalization
@@ -166,6 +157,7 @@ class EnsembleDetector(BaseDetector):
         self.n_quantiles = n_quantiles
         self.preprocessing = preprocessing
         self.random_state = random_state
+        self.threshold_rule = threshold_rule
 
     # ------------------------------------------------------------------ members
     def _specs(self) -> list[tuple[str, dict[str, Any]]]:
@@ -226,7 +218,7 @@ class EnsembleDetector(BaseDetector):
             if progress is not None:
                 opts["progress"] = _member_progress(progress, label)
             log.info("ensemble: fitting member %d/%d (%s)", i + 1, len(members), label)
-            m.fit(X, X_val, **opts)
+            m.fit(X, X_val=X_val, **opts)
         self.members_ = members
         self.member_names_ = labels
         bkg = X_val if X_val is not None else X
@@ -267,27 +259,21 @@ class EnsembleDetector(BaseDetector):
     def _score(self, X: np.ndarray) -> np.ndarray:
         return self._combine(self._normalize(self._raw(X)))
 
-    def set_threshold(
-        self,
-        X_background: Any = None,
-        *,
-        scores: np.ndarray | None = None,
-        percentile: float | None = None,
-        sigma: float | None = None,
-        rate_hz: float | None = None,
-        fpr: float | None = None,
-        collision_rate_hz: float = COLLISION_RATE_HZ,
-    ) -> EnsembleDetector:
-        """Set the ensemble's ``threshold_`` and, given events, each member's by the same rule."""
-        rule = dict(percentile=percentile, sigma=sigma, rate_hz=rate_hz, fpr=fpr, collision_rate_hz=collision_rate_hz)
+    def set_threshold(self, X_background: Any = None, *, scores: np.ndarray | None = None, rule: Any = None,
+                      **rule_options: Any) -> EnsembleDetector:
+        """Set the ensemble's ``threshold_`` and, given events, each member's by the same rule.
+
+        ``rule_options``: one of percentile, sigma, rate_hz (with collision_rate_hz), fpr.
+        """
+        rule = self._rule_of(rule, **rule_options)
         if scores is None and X_background is not None:
             self._check_fitted()
             Xf = as_features(X_background, "X_background")
             raw = self._raw(Xf)
             for m, r in zip(self.members_, raw):
-                m.set_threshold(scores=r, **rule)
+                m.set_threshold(scores=r, rule=rule)
             scores = self._combine(self._normalize(raw)).astype(np.float32)
-        super().set_threshold(scores=scores, **rule)
+        super().set_threshold(scores=scores, rule=rule)
         return self
 
     # ------------------------------------------------------------------ inspection
@@ -350,19 +336,3 @@ def _member_progress(progress: Callable, label: str) -> Callable:
         progress(epoch, n_epochs, {**dict(logs or {}), "member": label})
 
     return cb
-
-
-register_preset(
-    "atlas-ensemble",
-    "ensemble",
-    {
-        "members": [
-            {"detector": "ae"},
-            {"detector": "iforest", "params": {"n_estimators": 200}},
-            {"detector": "ocsvm", "params": {"nu": 0.05}},
-            {"detector": "mahalanobis"},
-        ],
-        "combine": "majority",
-    },
-    "The ATLAS seed's ensemble: ae + iforest(200 trees) + ocsvm + mahalanobis, majority (>=2) vote.",
-)

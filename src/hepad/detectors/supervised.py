@@ -15,16 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from .base import BaseDetector, Interval, Options, check_arrays, register
-from .classical import _ignore_fit_options, check_packed_trees, pack_trees, walk_trees
-from .base import sub_arrays
+from .base import BaseDetector, Interval, Options, check_arrays, ignore_fit_options, sub_arrays
+from .classical import check_packed_trees, pack_trees, walk_trees
 
 log = logging.getLogger(__name__)
 
 __all__ = ["GradientBoostingReference", "MLPClassifierReference"]
 
 
-@register("gbdt", "Supervised reference: gradient-boosted trees (needs signal labels); score = P(signal).")
 class GradientBoostingReference(BaseDetector):
     """Histogram gradient-boosted trees (scikit-learn), trained on labelled signal + background.
 
@@ -54,6 +52,8 @@ class GradientBoostingReference(BaseDetector):
         OpenMP threads for fitting (None: all cores).
     """
 
+    name = "gbdt"
+
     supervised = True
     _parameter_constraints = {
         "max_iter": [Interval(int, 1, None)],
@@ -78,6 +78,7 @@ class GradientBoostingReference(BaseDetector):
         preprocessing: dict | None = None,
         random_state: int = 0,
         n_jobs: int | None = None,
+        threshold_rule: Any = None,
     ) -> None:
         self.max_iter = max_iter
         self.learning_rate = learning_rate
@@ -88,11 +89,12 @@ class GradientBoostingReference(BaseDetector):
         self.preprocessing = preprocessing
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.threshold_rule = threshold_rule
 
     def _fit_supervised(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None, **fit_options: Any) -> None:
         from threadpoolctl import threadpool_limits
 
-        _ignore_fit_options(self.name, fit_options)
+        ignore_fit_options(self.name, fit_options)
         # OpenMP threads spin while waiting: on a shared machine, fewer threads can be faster.
         with threadpool_limits(limits=self.n_jobs, user_api="openmp"):
             self._fit_trees(X, y)
@@ -152,7 +154,6 @@ def _positive_int_list(v: Any) -> bool:
     )
 
 
-@register("mlp-classifier", "Supervised reference: multilayer perceptron classifier (needs signal labels); score = P(signal).")
 class MLPClassifierReference(BaseDetector):
     """scikit-learn ``MLPClassifier`` on standardised features, trained with labels.
 
@@ -183,6 +184,8 @@ class MLPClassifierReference(BaseDetector):
     (the logistic output of scikit-learn's binary ``predict_proba``).
     """
 
+    name = "mlp-classifier"
+
     supervised = True
     _parameter_constraints = {
         "hidden_layer_sizes": [None, _positive_int_list],
@@ -207,6 +210,7 @@ class MLPClassifierReference(BaseDetector):
         early_stopping: bool = True,
         preprocessing: dict | None = None,
         random_state: int = 0,
+        threshold_rule: Any = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -217,12 +221,13 @@ class MLPClassifierReference(BaseDetector):
         self.early_stopping = early_stopping
         self.preprocessing = preprocessing
         self.random_state = random_state
+        self.threshold_rule = threshold_rule
 
     def _fit_supervised(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None, **fit_options: Any) -> None:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.neural_network import MLPClassifier
 
-        _ignore_fit_options(self.name, fit_options)
+        ignore_fit_options(self.name, fit_options)
         self._make_preprocessor(X[y == 0])
         hidden = tuple(self.hidden_layer_sizes) if self.hidden_layer_sizes is not None else (64, 32)
         clf = MLPClassifier(
