@@ -209,7 +209,7 @@ def test_bad_parameters_name_the_parameter(toy_bkg):
         make_detector("ae", epochs="ten").fit(toy_bkg[:100])
     with pytest.raises(ConfigError, match="Did you mean 'relu'"):
         make_detector("ae", activation="rellu").fit(toy_bkg[:100])
-    with pytest.raises(ConfigError, match="score must be one of recon, kl, mu2"):
+    with pytest.raises(ConfigError, match="score='elbo' is invalid; expected one of 'recon', 'kl', 'mu2'"):
         make_detector("vae", score="elbo").fit(toy_bkg[:100])
     with pytest.raises(NotFittedError):
         make_detector("ae").encode(toy_bkg[:10])

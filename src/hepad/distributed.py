@@ -106,12 +106,9 @@ def dask_client(
     DistributedError
         The scheduler cannot be reached.
     """
-    try:
-        import distributed
-    except ImportError:  # pragma: no cover - pinned dependency
-        from .errors import DependencyError
+    from . import extras
 
-        raise DependencyError("Dask is needed: pip install 'dask[distributed]==2026.8.0'") from None
+    distributed = extras.dask_distributed("Running on Dask")
 
     if client is not None:
         yield client

@@ -148,10 +148,9 @@ class Scorer:
 
 # ---------------------------------------------------------------------- engines
 def _ort_session(model_bytes: bytes, threads: int) -> Any:
-    try:
-        import onnxruntime as ort
-    except ImportError:  # pragma: no cover - a pinned dependency
-        raise DependencyError("The onnx engine needs ONNX Runtime: pip install onnxruntime==1.32.0") from None
+    from . import extras
+
+    ort = extras.onnxruntime("The onnx engine")
     so = ort.SessionOptions()
     # Explicit threads: ORT's default (all cores, spinning workers) fights other processes
     # (Dask workers, other engineers' jobs) for the same cores.
@@ -168,6 +167,7 @@ def _ort_session(model_bytes: bytes, threads: int) -> Any:
 
 #: Events per ONNX Runtime call. Activations of a few thousand events stay in the per-core
 #: L2 cache; 65536-event calls spill them to memory and run 1.5-3x slower (benchmarks/inference.py).
+#: A cache tile, not a memory bound, so it does not follow the working-memory budget.
 ORT_CHUNK = 4096
 
 

@@ -213,7 +213,9 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             value = getattr(self, key)
             if not any(_constraint_accepts(c, value) for c in allowed):
                 expected = " or ".join(_constraint_text(c) for c in allowed)
-                raise ConfigError(f"{label}: parameter {key}={value!r} is invalid; expected {expected}.")
+                words = [str(o) for c in allowed if isinstance(c, Options) for o in c.values]
+                hint = closest(value, words) if isinstance(value, str) else ""
+                raise ConfigError(f"{label}: parameter {key}={value!r} is invalid; expected {expected}.{hint}")
         try:
             ThresholdRule.parse(getattr(self, "threshold_rule", None))
         except ConfigError as exc:

@@ -239,7 +239,7 @@ def _run_dask(specs, workers, scheduler, report):
     except ImportError as exc:  # pragma: no cover - pinned dependency
         from ..errors import DependencyError
 
-        raise DependencyError(f"Parallel generation needs Dask ({exc}): pip install 'dask[distributed]'") from None
+        raise DependencyError(f"Parallel generation needs Dask ({exc}): pip install 'dask[distributed]==2026.8.0'") from None
     cluster = None
     if scheduler:
         client = Client(scheduler)
