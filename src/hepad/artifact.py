@@ -165,10 +165,10 @@ def _check_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def _probe_network(path: Path, doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     """For torch detectors: build the network on torch's ``meta`` device (no memory) and check its
     shapes against the saved weights, so forged layer sizes fail before any allocation."""
-    from .detectors.base import _REGISTRY, get_detector_class
+    from .detectors.registry import DETECTORS, get_detector_class
 
     name = doc["name"]
-    if name not in _REGISTRY:
+    if name not in DETECTORS:
         return  # detector_from_state gives the error
     cls = get_detector_class(name)
     if not callable(getattr(cls, "_build_net", None)):
