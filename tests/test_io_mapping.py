@@ -280,3 +280,21 @@ def test_real_files_keep_their_mapping(real_data):
     assert (atlas.multiplicities["electrons"] + atlas.multiplicities["muons"] >= 3).mean() > 0.9
     z = read_events(real_data / "uproot-Zmumu.root")
     assert not z.is_objects and z.provenance["tree_kind"] == "flat"
+
+
+def test_rntuple_record_collection(tmp_path, nano_kinematics):
+    """An RNTuple whose muons are one record field (Muon.pt, Muon.eta, ...), as RNTuple NanoAODs store them."""
+    pt, eta, phi, _ = _plant(nano_kinematics)
+    path = tmp_path / "records.root"
+    _write(path, {"Muon": ak.zip({"pt": _jag(pt), "eta": _jag(eta), "phi": _jag(phi)}),
+                  "MET_pt": ak.to_numpy(nano_kinematics["MET_pt"]), "MET_phi": ak.to_numpy(nano_kinematics["MET_phi"])},
+           rntuple=True, name="Events")
+    ev = read_events(path)
+    assert ev.provenance["collections"]["muon"]["branches"] == {"pt": "Muon.pt", "eta": "Muon.eta", "phi": "Muon.phi"}
+    with uproot.open(path) as f:
+        a = f["Events"].arrays(["Muon.pt", "Muon.eta", "MET_pt"])
+    expected = [sorted([p for p, e in zip(pp, ee) if p > 3 and abs(e) < 2.1], reverse=True)
+                for pp, ee in zip(ak.to_list(a["Muon"]["pt"]), ak.to_list(a["Muon"]["eta"]))]
+    np.testing.assert_allclose(ev.data[:, 5, 0], [m[0] if m else 0.0 for m in expected], rtol=1e-6)
+    np.testing.assert_array_equal(ev.multiplicities["muons"], [min(len(m), 4) for m in expected])
+    np.testing.assert_allclose(ev.data[:, 0, 0], ak.to_numpy(a["MET_pt"]), rtol=1e-6)

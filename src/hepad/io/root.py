@@ -166,7 +166,7 @@ def _rntuple_kinds(tree: Any) -> tuple[list[str], set[str], set[str]]:
     n = int(tree.num_entries)
     sample = tree.arrays(entry_start=0, entry_stop=min(n, 1))
     scalar, jagged = set(), set()
-    for name in names:
+    for name in list(names):
         t = sample[name].type.content
         if isinstance(t, ak.types.OptionType):
             t = t.content
@@ -177,6 +177,14 @@ def _rntuple_kinds(tree: Any) -> tuple[list[str], set[str], set[str]]:
             inner = t.content.content if isinstance(t.content, ak.types.OptionType) else t.content
             if isinstance(inner, ak.types.NumpyType) and inner.primitive not in ("datetime64", "timedelta64"):
                 jagged.add(name)
+            elif isinstance(inner, ak.types.RecordType) and not inner.is_tuple:
+                # A collection of records (Muon with Muon.pt, Muon.eta, ...): its numeric
+                # members are jagged branches named "Muon.pt", which the detection splits at ".".
+                for sub, st in zip(inner.fields, inner.contents):
+                    st = st.content if isinstance(st, ak.types.OptionType) else st
+                    if isinstance(st, ak.types.NumpyType) and st.primitive not in ("datetime64", "timedelta64"):
+                        jagged.add(f"{name}.{sub}")
+                        names.append(f"{name}.{sub}")
     return names, scalar, jagged
 
 
@@ -273,6 +281,14 @@ def _select(pt: ak.Array, eta: ak.Array, phi: ak.Array, kind: str, width: int,
     return tuple(out)
 
 
+def _field(a: ak.Array, name: str) -> ak.Array:
+    """A branch of the read arrays; ``Muon.pt`` of an RNTuple record collection is a["Muon"]["pt"]."""
+    if name in a.fields:
+        return a[name]
+    head, _, rest = name.partition(".")
+    return _field(a[head], rest) if rest and head in a.fields else a[name]
+
+
 def _as_lists(arr: ak.Array) -> ak.Array:
     """One list per event: a scalar branch (one object per event) becomes singletons."""
     return arr if arr.ndim > 1 else ak.unflatten(arr, np.ones(len(arr), dtype=np.int64))
@@ -285,16 +301,16 @@ def _polar(a: ak.Array, col: Collection) -> tuple[ak.Array, ak.Array, ak.Array]:
     if col.representation == "cartesian":
         import vector
 
-        v = vector.zip({"px": _as_lists(a[b["px"]]) * scale, "py": _as_lists(a[b["py"]]) * scale,
-                        "pz": _as_lists(a[b["pz"]]) * scale, "E": _as_lists(a[b["E"]]) * scale})
+        v = vector.zip({c: _as_lists(_field(a, b[c])) * scale for c in ("px", "py", "pz", "E")})
         pt, eta, phi = v.pt, v.eta, v.phi
         # eta of a momentum along the beam is infinite: such an object fails the |eta| cut.
         eta = ak.nan_to_num(eta, nan=np.inf, posinf=np.inf, neginf=-np.inf)
     else:
-        pt, eta, phi = _as_lists(a[b["pt"]]) * scale, _as_lists(a[b["eta"]]), _as_lists(a[b["phi"]])
+        pt, eta, phi = (_as_lists(_field(a, b["pt"])) * scale, _as_lists(_field(a, b["eta"])),
+                        _as_lists(_field(a, b["phi"])))
     if col.select is not None:
         branch, values = col.select
-        t = abs(_as_lists(a[branch]))
+        t = abs(_as_lists(_field(a, branch)))
         mask = t == values[0]
         for v in values[1:]:
             mask = mask | (t == v)
@@ -306,7 +322,7 @@ def _met(a: ak.Array, col: Collection) -> tuple[np.ndarray, np.ndarray]:
     scale = UNITS[col.units]
 
     def scalar(name: str) -> np.ndarray:
-        arr = a[name]
+        arr = _field(a, name)
         if arr.ndim > 1:  # e.g. Delphes: MET as a one-element list per event
             arr = ak.fill_none(ak.firsts(arr), 0.0)
         return ak.to_numpy(arr).astype(np.float64)
