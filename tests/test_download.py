@@ -15,7 +15,6 @@ import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -120,10 +119,6 @@ def zenodo(served):
     yield z
     z.server.shutdown()
     z.server.server_close()
-
-
-def _md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 def test_good_download_becomes_a_dataset(zenodo, served, tmp_path, tiny_dataset):
