@@ -182,7 +182,7 @@ class EventSet:
     def _problems(self) -> list[tuple[str, np.ndarray, str]]:
         """(what, per-event mask, example) for each class of invalid value (see VALIDATION_POLICY)."""
         n = len(self)
-        flat = self.data.reshape(n, -1)
+        flat = self.data.reshape(n, int(np.prod(self.data.shape[1:])))
         out: list[tuple[str, np.ndarray, str]] = []
         finite = np.isfinite(flat)
         bad = ~finite.all(axis=1)

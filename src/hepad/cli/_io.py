@@ -207,6 +207,8 @@ def convert_cmd(
                 n_written += len(chunk)
                 bar.update(task, completed=min(done, total))
                 yield chunk
+        if n_written == 0:
+            raise InputError(f"{source}: no valid events to convert (all {total:,} were dropped); nothing written.")
 
     with writing(output, inputs=[source, *([mapping] if mapping is not None else [])], force=force,
                  what="output file"):

@@ -92,7 +92,7 @@ def list_keys(path: str | os.PathLike[str]) -> dict[str, tuple]:
 
 def _to_table(events: EventSet) -> pa.Table:
     if events.is_objects:
-        flat = events.data.reshape(len(events), -1)
+        flat = events.data.reshape(len(events), int(np.prod(events.data.shape[1:])))
         names = _table.OBJECT_COLUMNS
     else:
         flat, names = events.data, events.feature_names
