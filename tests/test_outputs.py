@@ -332,3 +332,36 @@ def test_writing_removes_what_a_failed_run_created(tmp_path):
         (parts / "part-0.h5").write_bytes(b"resume data")
         raise KeyboardInterrupt
     assert tree(tmp_path) == ["p", "p/.s.h5.parts", "p/.s.h5.parts/part-0.h5"]  # resume data kept
+
+
+# ------------------------------------------------------------------ item 2: two generate runs, one output
+def test_generate_into_a_locked_output_is_refused(capsys, tmp_path):
+    out = tmp_path / "w.h5"
+    with output_lock(out):  # run A holds the output
+        code, _, err = cli(capsys, "generate", "w", "-n", "5", "-o", out, "-j", "0", "--seed", "2")
+    assert code == 1
+    assert "another hepad run" in one_error_line(err)
+    assert not out.exists() and not (tmp_path / ".w.h5.parts").exists()
+
+
+def test_generate_merge_refuses_a_chunk_of_another_run(capsys, tmp_path, monkeypatch):
+    """What happened when two runs shared a parts folder: B's chunk (seed 2) replaced A's (seed 1)
+    under the same name; A merged it and claimed "seed 1". The merge now checks each chunk's key."""
+    import dataclasses
+
+    from hepad.generate import _engine
+
+    real = _engine.execute_chunk
+
+    def concurrent_b(spec):
+        stats = real(spec)
+        real(dataclasses.replace(spec, seed=spec.seed + 1))  # run B writes the same chunk file
+        return stats
+
+    monkeypatch.setattr(_engine, "execute_chunk", concurrent_b)
+    out = tmp_path / "w.h5"
+    code, _, err = cli(capsys, "generate", "w", "-n", "5", "-o", out, "-j", "0", "--seed", "1")
+    assert code == 1
+    line = one_error_line(err)
+    assert "belongs to another generation run" in line and "w-00000.h5" in line
+    assert not out.exists()
