@@ -144,3 +144,17 @@ def test_missing_or_extra_arguments_are_usage_errors(capsys, args, what):
     code, err = _usage(capsys, *args)
     assert code == 2 and err.startswith(f"Usage: hepad {args[0]}")
     assert what in err and "internal error" not in err
+
+
+def test_compare_takes_name_equals_model(capsys, tiny_dataset, tmp_path):
+    import json
+
+    import hepad
+
+    hepad.train("mahalanobis", tiny_dataset["sm_train"], output=tmp_path / "model_m")
+    code = main(["compare", f"maha={tmp_path / 'model_m'}", "-b", str(tiny_dataset["sm_test"]),
+                 "-s", f"a4l={tiny_dataset['ato4l']}", "-o", str(tmp_path / "cmp"), "--no-plots"])
+    cap = capsys.readouterr()
+    assert code == 0, cap.err
+    rows = json.loads((tmp_path / "cmp" / "metrics.json").read_text())["rows"]
+    assert {r["detector"] for r in rows} == {"maha"} and {r["signal"] for r in rows} == {"a4l"}

@@ -365,3 +365,22 @@ def test_generate_merge_refuses_a_chunk_of_another_run(capsys, tmp_path, monkeyp
     line = one_error_line(err)
     assert "belongs to another generation run" in line and "w-00000.h5" in line
     assert not out.exists()
+
+
+def test_report_rewrites_its_own_folder_report_but_not_another_file(capsys, work, tmp_path):
+    ev = tmp_path / "eval"
+    code, _, err = cli(capsys, "evaluate", work / "model", "-b", work / "sm_test.h5", "-s", work / "ato4l.h5",
+                       "-o", ev, "--no-plots", "--no-tsne")
+    assert code == 0, err
+    for _ in range(2):  # FOLDER/report.html is derived from the folder: rewritten freely
+        code, _, err = cli(capsys, "report", ev)
+        assert code == 0, err
+    other = tmp_path / "talk.html"
+    other.write_text("my slides")
+    code, _, err = cli(capsys, "report", ev, "-o", other)
+    assert code == 1 and "exists; pass --force" in one_error_line(err)
+    assert other.read_text() == "my slides"
+    code, _, err = cli(capsys, "report", ev, "-o", other, "--force")
+    assert code == 0 and "<html" in other.read_text().lower()
+    code, _, err = cli(capsys, "report", ev, "-o", ev / "metrics.json", "--force")
+    assert code == 1 and "is also an input" in one_error_line(err)

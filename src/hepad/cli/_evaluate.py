@@ -300,6 +300,8 @@ def report_cmd(
         raise ConfigError(f"{folder}: no such folder; give the output folder of `hepad evaluate` or `hepad compare`.")
     target = output if output is not None else folder / "report.html"
     inputs = [p for p in folder.rglob("*") if p.is_file() and p.suffix != ".html"]
-    with writing(target, inputs=inputs, force=force, what="report file"):
+    # The folder's own report.html is derived from its metrics and is rewritten freely; another
+    # existing file given with -o is replaced only with --force.
+    with writing(target, inputs=inputs, force=force or output is None, what="report file"):
         path = write_report(folder, output)
     console.print(f"report: {path}")
