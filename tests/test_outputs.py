@@ -384,3 +384,14 @@ def test_report_rewrites_its_own_folder_report_but_not_another_file(capsys, work
     assert code == 0 and "<html" in other.read_text().lower()
     code, _, err = cli(capsys, "report", ev, "-o", ev / "metrics.json", "--force")
     assert code == 1 and "is also an input" in one_error_line(err)
+
+
+def test_a_second_dataset_build_into_one_folder_is_refused(capsys, tmp_path):
+    """Two `dataset build` into one folder: the second stops with one line instead of dying on
+    the first run's chunks ("internal error: FileNotFoundError") and leaving a chunk behind."""
+    with output_lock(tmp_path / "sm_train.h5"):  # the first build is writing sm_train.h5
+        code, _, err = cli(capsys, "dataset", "build", "--size", "tiny", "--dir", tmp_path, "-j", "0")
+    assert code == 1
+    line = one_error_line(err)
+    assert "another hepad run" in line and "sm_train.h5" in line
+    assert not [p for p in tmp_path.rglob("*.h5")]
