@@ -67,6 +67,8 @@ DEFAULT_PRECISION = "ap_fixed<16,6>"
 #: Raw inputs: pT up to 4095 GeV with 1/32 GeV steps (eta, phi at 0.03 resolution), the
 #: input width of CMS's AXOL1TL.
 DEFAULT_INPUT_PRECISION = "ap_fixed<18,13>"
+#: Bit budget of each automatically sized type (``precision="auto"``).
+DEFAULT_TOTAL_BITS = 16
 #: Default precisions of :func:`precision_scan`: integer bits fixed at 6, total bits varied.
 SCAN_PRECISIONS = tuple(f"ap_fixed<{w},6>" for w in (8, 10, 12, 14, 16, 18, 20, 24))
 _SUPPORTED_KINDS = ("recon", "mu2", "svdd")
@@ -187,13 +189,48 @@ def _fold_scaling(first: Any, pre: Any) -> Any:
     return new
 
 
-def fpga_network(detector: Any, *, fold_preprocessing: bool = True) -> _Plan:
+def _scaling_layer(first: Any, pre: Any) -> tuple[Any, Any]:
+    """The scaling as its own step: ``BatchNorm1d`` computing ``z = (x - offset) / scale`` on raw x.
+
+    Dropped columns (phi with ``phi='drop'``) pass through the scaling unchanged and meet zero
+    weights in the first Linear, which is widened to the raw inputs. The first Linear's weights
+    stay what training made them (O(1) on scaled inputs), whatever the inputs' spreads.
+    """
+    import torch
+    from torch import nn
+
+    n_raw = int(pre.n_features_in_)
+    keep = np.asarray(pre.keep_columns_, dtype=np.int64)
+    mean = np.zeros(n_raw)
+    std = np.ones(n_raw)
+    mean[keep] = np.asarray(pre.offset_, dtype=np.float64)
+    std[keep] = np.asarray(pre.scale_, dtype=np.float64)
+    bn = nn.BatchNorm1d(n_raw, eps=0.0, affine=False)
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.from_numpy(mean))
+        bn.running_var.copy_(torch.from_numpy(std**2))
+    w = first.weight.detach().double().numpy()
+    w_raw = np.zeros((w.shape[0], n_raw))
+    w_raw[:, keep] = w
+    new = nn.Linear(n_raw, w.shape[0], bias=True)
+    with torch.no_grad():
+        new.weight.copy_(torch.from_numpy(w_raw).float())
+        new.bias.copy_(first.bias.detach() if first.bias is not None else torch.zeros(w.shape[0]))
+    return bn.eval(), new
+
+
+def fpga_network(detector: Any, *, fold_preprocessing: bool = True, scaling: str = "layer") -> _Plan:
     """The plain layer stack that goes on the FPGA for a fitted torch detector, and its host steps.
 
     Returns a plan whose ``net`` (``nn.Sequential`` of Linear and activation layers) maps raw
     inputs (``fold_preprocessing``) or scaled inputs to the network output of the score
-    (see the module docstring).
+    (see the module docstring). With raw inputs the scaling is its own first layer
+    (``scaling="layer"``, the default) or folded into the first Linear's weights
+    (``scaling="fold"``: exact in float, but weights grow as 1/spread and one fixed-point type
+    cannot hold them when the spreads differ by orders of magnitude; kept for comparison).
     """
+    if scaling not in ("layer", "fold"):
+        raise ConfigError(f"scaling {scaling!r}: use 'layer' (the scaling as its own step) or 'fold'.")
     from torch import nn
 
     if not callable(getattr(detector, "export_module", None)):
@@ -224,7 +261,10 @@ def fpga_network(detector: Any, *, fold_preprocessing: bool = True) -> _Plan:
             )
         if not isinstance(layers[0], nn.Linear):
             raise ConfigError(f"{detector.name}: the network does not start with a Linear layer; cannot fold the scaling.")
-        layers[0] = _fold_scaling(layers[0], pre)
+        if scaling == "fold":
+            layers[0] = _fold_scaling(layers[0], pre)
+        else:
+            layers[0:1] = list(_scaling_layer(layers[0], pre))
     center = None
     if kind == "svdd":
         center = net.center.detach().double().numpy().copy()
@@ -291,6 +331,81 @@ class HLSModel:
         self.kind = plan.kind
         self.folded = plan.folded
         self.threshold = threshold
+        self.target_fraction: float | None = None
+        self.background_quantiles: dict | None = None
+        self.types: dict[str, dict[str, str]] = {}
+        self.profile: list | None = None
+        self.estimate: Any = None
+        self.synthesis: Any = None
+
+    # ------------------------------------------------------------------ threshold and metadata
+    def _calibrate(self, detector: Any, data: Any, target_fraction: float | None) -> None:
+        """The threshold of the quantised model: its own background scores cut at the target fraction."""
+        from ..detectors.base import as_features
+        from ..metrics import threshold_at_fpr
+        from ..trigger._stats import score_quantiles
+
+        Xb = as_features(data, "data")
+        emu = self.predict(Xb).astype(np.float64)
+        if target_fraction is None:
+            rule = dict(getattr(detector, "threshold_rule_", {}) or {})
+            if rule.get("rate_hz"):
+                target_fraction = float(rule["rate_hz"]) / float(rule.get("collision_rate_hz", 40e6))
+            elif rule.get("fpr"):
+                target_fraction = float(rule["fpr"])
+            elif rule.get("percentile") is not None:
+                target_fraction = 1.0 - float(rule["percentile"]) / 100.0
+            else:
+                fb = detector.score_samples(Xb)
+                target_fraction = max(float((fb > detector.threshold_).mean()), 1.0 / len(Xb))
+        self.target_fraction = float(target_fraction)
+        self.float_threshold = getattr(detector, "threshold_", None)
+        self.threshold = threshold_at_fpr(emu, self.target_fraction)[0]
+        self.background_quantiles = score_quantiles(emu)
+        if self.target_fraction * len(Xb) < 10:
+            log.warning("the quantised threshold at accept fraction %.3g rests on %.1f background events (of %d); "
+                        "give more background for a stable cut", self.target_fraction,
+                        self.target_fraction * len(Xb), len(Xb))
+
+    def _write_metadata(self, detector: Any) -> None:
+        """``hepad_trigger.json`` (types, threshold, quantiles, estimate) and ``firmware/hepad_threshold.h``."""
+        import json
+
+        from .._atomic import atomic_path
+
+        doc = {
+            "detector": detector.name,
+            "score": self.kind,
+            "inputs": "raw (scaled on the FPGA, first layer)" if self.folded else "scaled",
+            "feature_names": [str(n) for n in getattr(detector, "feature_names_in_", [])],
+            "precision": self.precision,
+            "types": self.types,
+            "reuse_factor": self.reuse_factor,
+            "threshold": None if self.threshold is None else float(self.threshold),
+            "threshold_source": "quantised background scores" if self.background_quantiles else "float model (threshold_)",
+            "target_fraction": self.target_fraction,
+            "background_quantiles": self.background_quantiles,
+            "estimate": None if self.estimate is None else self.estimate.to_dict(),
+            "profile": None if self.profile is None else [p.to_dict() for p in self.profile],
+        }
+        with atomic_path(self.output_dir / "hepad_trigger.json", suffix=".json.tmp") as tmp:
+            tmp.write_text(json.dumps(doc, indent=1))
+        if self.threshold is not None and (self.output_dir / "firmware").is_dir():
+            with atomic_path(self.output_dir / "firmware" / "hepad_threshold.h", suffix=".h.tmp") as tmp:
+                tmp.write_text(
+                    "// Written by hepad: accept an event when its anomaly score (computed from the network\n"
+                    f"// outputs as '{self.kind}', see hepad.export.hls) exceeds this cut.\n"
+                    f"// {doc['threshold_source']}; background accept fraction {self.target_fraction}.\n"
+                    "#ifndef HEPAD_THRESHOLD_H_\n#define HEPAD_THRESHOLD_H_\n"
+                    f"static const double hepad_threshold = {float(self.threshold)!r};\n#endif\n"
+                )
+
+    def parity(self, detector: Any, background: Any, signals: Mapping[str, Any] | None = None, *,
+               fraction: float | None = None, tpr_fraction: float | None = None) -> Any:
+        """Float vs C simulation on events: a :class:`hepad.export._parity.ParityReport`."""
+        from ._parity import parity_report
+
+        return parity_report(self, detector, background, signals, fraction=fraction, tpr_fraction=tpr_fraction)
 
     @property
     def network(self) -> Any:
@@ -344,56 +459,84 @@ def _saturating(precision: str) -> str:
     return f"ap_fixed<{width},{integer},AP_RND_CONV,AP_SAT>"
 
 
-def _hls_config(hls4ml: Any, plan: _Plan, precision: str, input_precision: str, reuse_factor: int) -> dict:
-    import torch
-    from torch import nn
+def _hls_config(hls4ml: Any, plan: _Plan, types: Mapping[str, Mapping[str, str]], reuse_factor: int,
+                trace: bool = False) -> dict:
+    """hls4ml's per-layer configuration with every precision set from ``types`` (see _precision)."""
+    from ._precision import layer_names
 
-    n_in = plan.net[0].in_features
+    n_in = _n_inputs(plan.net)
     with _quiet():
         config = hls4ml.utils.config_from_pytorch_model(
             plan.net, input_shape=(n_in,), granularity="name", backend="Vitis",
-            default_precision=precision, default_reuse_factor=int(reuse_factor),
+            default_precision=types[layer_names(plan.net)[-1]]["result"], default_reuse_factor=int(reuse_factor),
         )
-    width, integer = _parse_precision(precision)
-    children = dict(plan.net.named_children())
-    layers = config["LayerName"]
-    for name, layer_cfg in layers.items():
+    children = set(layer_names(plan.net))
+    for name, layer_cfg in config["LayerName"].items():
         prec = layer_cfg.setdefault("Precision", {})
         if not isinstance(prec, dict):
             prec = layer_cfg["Precision"] = {"result": prec}
-        # hls4ml names the children of an nn.Sequential "_0", "_1", ...; the input has no child.
-        mod = children.get(name.lstrip("_"))
-        if mod is None:
-            prec["result"] = _saturating(input_precision)
-            continue
-        prec["result"] = _saturating(precision)
-        if not isinstance(mod, nn.Linear):
-            continue
-        # Weights keep the total width but take their integer bits from their own range:
-        # folding the scaling makes first-layer weights ~1/scale, which 6 integer bits waste.
-        for attr in ("weight", "bias"):
-            t = getattr(mod, attr)
-            if t is None or not t.numel():
-                continue
-            amax = float(torch.max(torch.abs(t)).item())
-            int_bits = max(1, int(np.ceil(np.log2(amax))) + 1) if amax > 0 else 1
-            prec[attr] = f"ap_fixed<{width},{min(int_bits, width - 1)}>"
-        # Sums over up to 57 products get 8 more bits, so they cannot overflow before saturation.
-        prec["accum"] = f"ap_fixed<{width + 8},{integer + 8}>"
+        # hls4ml names the children of an nn.Sequential "_0", "_1", ...; the input is the other one.
+        chosen = types[name] if name in children else types["input"]
+        for key in list(prec):
+            if key in chosen:
+                prec[key] = chosen[key]
+            elif prec[key] == "auto":
+                prec[key] = chosen["result"]
+        for key, value in chosen.items():
+            prec.setdefault(key, value)
+        if trace:
+            layer_cfg["Trace"] = True
     return config
+
+
+def _n_inputs(net: Any) -> int:
+    first = net[0]
+    return int(getattr(first, "in_features", None) or first.num_features)
+
+
+def _uniform_types(plan: _Plan, precision: str, input_precision: str) -> dict[str, dict[str, str]]:
+    """One result type for every layer (``precision``); coefficients keep its width, own integer bits."""
+    from ._precision import _coef_type, _coefficients, layer_names
+
+    width, integer = _parse_precision(precision)
+    types: dict[str, dict[str, str]] = {"input": {"result": _saturating(input_precision)}}
+    for name, child in zip(layer_names(plan.net), plan.net.children()):
+        t = {"result": _saturating(precision)}
+        for attr, c in _coefficients(child).items():
+            a = np.abs(c.ravel())
+            nz = a[a > 0]
+            t[attr] = _coef_type(float(a.max()) if a.size else 0.0, float(nz.min()) if nz.size else 0.0, width,
+                                 relative=attr == "scale")
+        if "weight" in t:
+            # Sums over up to 57 products get 8 more bits, so they cannot overflow before saturation.
+            t["accum"] = f"ap_fixed<{width + 8},{integer + 8}>"
+        types[name] = t
+    return types
+
+
+def _profile_inputs(plan: _Plan, events: Any, what: str) -> np.ndarray:
+    from ..detectors.base import as_features
+
+    return _host_inputs(plan, as_features(events, what))[0]
 
 
 def export_hls(
     detector_or_path: Any,
     output_dir: str | os.PathLike[str],
     *,
-    precision: str = DEFAULT_PRECISION,
+    data: Any = None,
+    signals: Mapping[str, Any] | None = None,
+    precision: str = "auto",
+    total_bits: int = DEFAULT_TOTAL_BITS,
+    headroom_bits: int = 1,
     reuse_factor: int = 1,
     fold_preprocessing: bool = True,
     input_precision: str | None = None,
+    target_fraction: float | None = None,
     part: str | None = None,
     clock_period: float = 5.0,
     compile: bool = True,
+    scaling: str = "layer",
 ) -> HLSModel:
     """Write an hls4ml project (Vitis backend, io_parallel) for a torch detector and compile its C simulation.
 
@@ -403,43 +546,98 @@ def export_hls(
         A fitted torch detector or a saved model directory.
     output_dir : path-like
         The project directory (built under a temporary name, renamed when complete).
+    data : events, optional
+        The user's background events. They size every layer's fixed-point type
+        (``precision="auto"``), and on them the threshold of the *quantised* model is computed
+        (``HLSModel.threshold``, stored in ``hepad_trigger.json`` and ``firmware/hepad_threshold.h``).
+    signals : {name: events}, optional
+        Signal events: their 99.9th percentile of every layer's values is covered too.
     precision : str
-        Default fixed-point type of weights, biases and results, e.g. ``"ap_fixed<16,6>"``.
-        Weights and biases keep this total width but take their integer bits from their range.
+        ``"auto"`` (default): per-layer types from ``data`` (see :mod:`hepad.export._precision`),
+        ``total_bits`` wide. Or one type for every layer's results, e.g. ``"ap_fixed<16,6>"``
+        (weights keep its total width and take their integer bits from their range).
+        Without ``data``, ``"auto"`` falls back to ``ap_fixed<16,6>`` (with a warning).
+    total_bits, headroom_bits : int
+        Bit budget of each automatic type and the integer bits added above the measured range.
     reuse_factor : int
         hls4ml reuse factor (1 = fully parallel, lowest latency, most DSPs).
     fold_preprocessing : bool
-        Fold the scaling into the first Linear so the FPGA takes raw inputs (default). With
-        False the inputs must arrive scaled (needed for ``log_pt`` preprocessing).
+        The FPGA takes raw inputs and scales them in its first layer (default). With False the
+        inputs must arrive scaled (needed for ``log_pt`` preprocessing).
     input_precision : str, optional
-        Fixed-point type of the inputs. Default: ``ap_fixed<18,13>`` for raw inputs, ``precision``
-        with 2 more integer (and total) bits for scaled ones.
+        Fixed-point type of the inputs (default: from ``data``; without it ``ap_fixed<18,13>``
+        for raw inputs, ``precision`` with 2 more integer bits for scaled ones).
+    target_fraction : float, optional
+        Background accept fraction of the exported threshold (default: the fraction the
+        detector's own ``threshold_`` accepts on ``data``).
     part : str, optional
         FPGA part (default: hls4ml's Vitis default part).
     clock_period : float
         Target clock period in ns.
     compile : bool
         Compile the C simulation with g++ (needed for :meth:`HLSModel.predict`).
+    scaling : {"layer", "fold"}
+        The raw-input scaling as its own layer (default) or folded into the first Linear.
 
     Returns
     -------
     HLSModel
         The project and its emulator; ``predict(X_raw)`` gives bit-accurate scores.
     """
+    import shutil
+
     import hepad
+    from ._precision import choose_types, profile_network
+    from ._resources import estimate_resources
 
     detector = hepad.load(detector_or_path) if isinstance(detector_or_path, (str, os.PathLike)) else detector_or_path
-    _parse_precision(precision)
-    if input_precision is None:
-        # Scaled inputs of rarely filled slots reach |z| ~ 100 (tiny std): 2 more integer bits.
-        w, i = _parse_precision(precision)
-        input_precision = DEFAULT_INPUT_PRECISION if fold_preprocessing else f"ap_fixed<{w + 2},{i + 2}>"
-    _parse_precision(input_precision, "input_precision")
+    auto = str(precision).strip().lower() == "auto"
+    if not auto:
+        _parse_precision(precision)
+    if not isinstance(total_bits, (int, np.integer)) or not 4 <= total_bits <= 32:
+        raise ConfigError(f"total_bits must be an integer in 4..32, got {total_bits!r}.")
+    if not isinstance(headroom_bits, (int, np.integer)) or not 0 <= headroom_bits <= 8:
+        raise ConfigError(f"headroom_bits must be an integer in 0..8, got {headroom_bits!r}.")
     if not isinstance(reuse_factor, (int, np.integer)) or reuse_factor < 1:
         raise ConfigError(f"reuse_factor must be a positive integer, got {reuse_factor!r}.")
-    plan = fpga_network(detector, fold_preprocessing=fold_preprocessing)
+    if input_precision is not None:
+        _parse_precision(input_precision, "input_precision")
+    if target_fraction is not None and not 0.0 < float(target_fraction) < 1.0:
+        raise ConfigError(f"target_fraction must be in (0, 1), got {target_fraction!r}.")
+    if compile and shutil.which(os.environ.get("CXX", "g++")) is None:
+        raise DependencyError(
+            f"the hls4ml C simulation needs a C++ compiler and {os.environ.get('CXX', 'g++')!r} is not on PATH: "
+            "install one (apt-get install g++) or export with compile=False (--no-compile)."
+        )
+    plan = fpga_network(detector, fold_preprocessing=fold_preprocessing, scaling=scaling)
+    profile = None
+    if data is not None:
+        bkg_in = _profile_inputs(plan, data, "data")
+        sig_in = {n: _profile_inputs(plan, x, n) for n, x in (signals or {}).items()}
+        profile = profile_network(plan.net, bkg_in, sig_in)
+    if auto and profile is not None:
+        types = choose_types(profile, total_bits=int(total_bits), headroom_bits=int(headroom_bits))
+        if input_precision is not None:
+            types["input"] = {"result": _saturating(input_precision)}
+        precision_label = f"auto ({int(total_bits)} bits, {int(headroom_bits)} headroom)"
+        w_in, _ = _parse_precision(types["input"]["result"])
+        if fold_preprocessing and w_in > 24:
+            log.warning("the raw inputs need %s: their spreads differ by orders of magnitude. The scaling "
+                        "multipliers grow with it; feed scaled inputs (fold_preprocessing=False, "
+                        "--inputs-scaled) to keep them narrow", types["input"]["result"])
+    else:
+        if auto:
+            log.warning("hls export without background data: one type (%s) for every layer; pass data= "
+                        "(--data) to size each layer from the events", DEFAULT_PRECISION)
+            precision = DEFAULT_PRECISION
+        if input_precision is None:
+            # Scaled inputs of rarely filled slots reach |z| ~ 100 (tiny std): 2 more integer bits.
+            w, i = _parse_precision(precision)
+            input_precision = DEFAULT_INPUT_PRECISION if fold_preprocessing else f"ap_fixed<{w + 2},{i + 2}>"
+        types = _uniform_types(plan, precision, input_precision)
+        precision_label = precision
     hls4ml = _hls4ml()
-    config = _hls_config(hls4ml, plan, precision, input_precision, int(reuse_factor))
+    config = _hls_config(hls4ml, plan, types, int(reuse_factor))
     target = Path(output_dir)
     kwargs: dict[str, Any] = dict(backend="Vitis", io_type="io_parallel", clock_period=clock_period)
     if part:
@@ -453,7 +651,7 @@ def export_hls(
         except HepadError:
             raise
         except Exception as exc:
-            raise HLSExportError(f"hls4ml could not convert {detector.name}: {exc.__class__.__name__}: {exc}") from exc
+            raise HLSExportError(_conversion_hint(detector.name, exc)) from exc
         try:
             with _quiet():
                 hls_model.write()
@@ -473,10 +671,25 @@ def export_hls(
                 f"compiling the hls4ml C simulation in {target} failed ({exc.__class__.__name__}: {exc}). "
                 "It needs g++ on PATH (apt-get install g++)."
             ) from exc
-    model = HLSModel(hls_model, plan, target, precision, input_precision, int(reuse_factor),
+    model = HLSModel(hls_model, plan, target, precision_label, types["input"]["result"], int(reuse_factor),
                      getattr(detector, "threshold_", None))
-    log.info("hls4ml project for %s in %s (%s, reuse %d)", detector.name, target, precision, reuse_factor)
+    model.types = types
+    model.profile = profile
+    model.estimate = estimate_resources(plan.net, types, reuse_factor=int(reuse_factor), clock_period=clock_period)
+    model.synthesis = None
+    if compile and data is not None:
+        model._calibrate(detector, data, target_fraction)
+    model._write_metadata(detector)
+    log.info("hls4ml project for %s in %s (%s, reuse %d)", detector.name, target, precision_label, reuse_factor)
     return model
+
+
+def _conversion_hint(name: str, exc: Exception) -> str:
+    text = f"{exc.__class__.__name__}: {exc}".splitlines()[0]
+    if "precision" in text.lower() or "fixed" in text.lower() or "type" in text.lower():
+        return (f"hls4ml rejected a fixed-point type while converting {name} ({text}); write types as "
+                "'ap_fixed<W,I>' with 2 <= W <= 64, or use --precision auto.")
+    return f"hls4ml could not convert {name} ({text}); only Linear/ReLU stacks of ae, vae, axol1tl-like and deep-svdd export."
 
 
 # ---------------------------------------------------------------------- precision scan
