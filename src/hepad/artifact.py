@@ -304,7 +304,8 @@ def save(detector: Any, path: str | os.PathLike[str], *, metadata: dict[str, Any
             tmp / DETECTOR,
         )
         _dump_json(fitted["preprocessor"], tmp / PREPROCESSING)
-        _dump_json({"threshold": fitted["threshold"], "rule": fitted["threshold_rule"]}, tmp / THRESHOLDS)
+        _dump_json({"threshold": fitted["threshold"], "rule": fitted["threshold_rule"],
+                    "background_quantiles": fitted.get("background_quantiles")}, tmp / THRESHOLDS)
         _dump_json(fitted["history"] or {}, tmp / HISTORY)
         _dump_json(meta_doc, tmp / METADATA)
         save_file(clean, str(tmp / WEIGHTS), metadata={"format": FORMAT})
@@ -494,6 +495,7 @@ def load(path: str | os.PathLike[str]) -> Any:
             {
                 "threshold": thr["threshold"],
                 "threshold_rule": thr.get("rule") or {},
+                "background_quantiles": thr.get("background_quantiles"),
                 "preprocessor": pre,
                 "history": hist or None,
             }

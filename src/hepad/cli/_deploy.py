@@ -73,50 +73,127 @@ def export_onnx_cmd(
     )
 
 
+def _estimate_table(est, title: str):
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("quantity", no_wrap=True)
+    table.add_column("value", no_wrap=True)
+    for k, v in (("DSP", f"{est.dsp:,}"), ("LUT", f"{est.lut:,}"), ("FF", f"{est.ff:,}"), ("BRAM (18k)", f"{est.bram:,}"),
+                 ("latency", f"{est.latency_cycles} cycles = {est.latency_ns:g} ns at {est.clock_period_ns:g} ns"),
+                 ("reuse factor", str(est.reuse_factor)), ("source", est.source)):
+        table.add_row(k, v)
+    return table
+
+
 @export_app.command("hls")
 def export_hls_cmd(
     model: Path = typer.Argument(..., help=_MODEL_HELP, show_default=False),
     output: Path = typer.Option(..., "--output", "-o", help="hls4ml project directory.", show_default=False),
-    precision: str = typer.Option("ap_fixed<16,6>", "--precision", help="Fixed-point type of the network."),
+    data: Optional[Path] = typer.Option(
+        None, "--data", "-d", help="Your background events: they size every layer's type and set the quantised threshold.",
+        show_default=False,
+    ),
+    signal_files: Optional[list[str]] = typer.Option(
+        None, "--signal", "-s", help="Signal events as NAME=FILE, or just FILE (named by its stem): their 99.9th percentile is covered, their TPR checked; repeatable.",
+        show_default=False,
+    ),
+    precision: str = typer.Option(
+        "auto", "--precision", help="'auto' (per-layer types from --data) or one type for all layers, e.g. 'ap_fixed<16,6>'."
+    ),
+    total_bits: int = typer.Option(16, "--total-bits", min=4, max=32, help="Bits of each automatic type."),
+    headroom_bits: int = typer.Option(1, "--headroom-bits", min=0, max=8, help="Integer bits above the measured range."),
     reuse_factor: int = typer.Option(1, "--reuse-factor", min=1, help="hls4ml reuse factor (1: fully parallel)."),
     inputs_scaled: bool = typer.Option(
-        False, "--inputs-scaled", help="The FPGA receives scaled inputs (default: the scaling is folded into the first layer)."
+        False, "--inputs-scaled", help="The FPGA receives scaled inputs (default: raw inputs, scaled in its first layer)."
     ),
     input_precision: Optional[str] = typer.Option(
-        None, "--input-precision", help="Fixed-point type of the inputs (default ap_fixed<18,13> raw, else --precision)."
+        None, "--input-precision", help="Fixed-point type of the inputs (default: from --data)."
     ),
+    target_rate_hz: Optional[float] = typer.Option(
+        None, "--target-rate-hz", help="Accept rate of the exported threshold (default: the model's threshold rule)."
+    ),
+    collision_rate_hz: float = typer.Option(40e6, "--collision-rate-hz", help="Input rate the target is a fraction of."),
+    min_correlation: float = typer.Option(
+        0.999, "--min-correlation", help="Fail when the C simulation's score correlation with float on --data is lower."
+    ),
+    max_tpr_change: Optional[float] = typer.Option(
+        None, "--max-tpr-change", help="Fail when a signal's TPR changes by more than this (relative, e.g. 0.02)."
+    ),
+    max_events: int = typer.Option(20_000, "--max-events", min=100, help="Events read per file (C simulation: ~2k events/s)."),
     part: Optional[str] = typer.Option(None, "--part", help="FPGA part (default: hls4ml's Vitis default)."),
     compile: bool = typer.Option(True, "--compile/--no-compile", help="Compile the C simulation (g++) and check it."),
     force: bool = typer.Option(False, "--force", help="Replace an existing project folder."),
 ) -> None:
-    """Write an hls4ml project (Vitis, io_parallel) and compare its bit-accurate C simulation with PyTorch.
+    """Write an hls4ml project (Vitis, io_parallel), check its bit-accurate C simulation on your events.
 
-    Example: hepad export hls model/ -o hls_prj --precision 'ap_fixed<16,6>' --reuse-factor 1
+    With --data, every layer's fixed-point type is sized on your background (and --signal
+    events), the threshold is recomputed on the quantised model's background scores, and the
+    command reports score correlation, largest deviation, accept-rate change and TPR change per
+    signal, float against C simulation; below --min-correlation it fails naming the saturating
+    layer. It prints a resource and latency estimate (analytic unless vitis_hls is on PATH).
+
+    Example: hepad export hls model/ -o hls_prj --data sm_val.h5 --signal ato4l=ato4l.h5 --target-rate-hz 1000
     """
     import hepad
+    from ..export._resources import hls_tool, synthesis_report
     from ..export.hls import export_hls
+    from ._evaluate import _signals
 
-    with writing(output, kind="dir", inputs=[model], force=force, what="hls4ml project folder"):
+    named = _signals(signal_files or [])
+    sig_paths = list(named.values())
+    if named and data is None:
+        raise ConfigError("--signal needs --data (the background the signal efficiency is measured against).")
+    fraction = None if target_rate_hz is None else target_rate_hz / collision_rate_hz
+    with writing(output, kind="dir", inputs=[model, *([data] if data else []), *sig_paths], force=force,
+                 what="hls4ml project folder"):
         det = hepad.load(model)
-        hm = _export_hls(det, output, precision, reuse_factor, inputs_scaled, input_precision, part, compile)
+        bkg = hepad.read_events(data, entry_range=(0, max_events)) if data is not None else None
+        sigs = {name: hepad.read_events(path, entry_range=(0, max_events)) for name, path in named.items()}
+        with err_console.status("converting with hls4ml and compiling the C simulation (g++)..."):
+            hm = export_hls(det, output, data=bkg, signals=sigs, precision=precision, total_bits=total_bits,
+                            headroom_bits=headroom_bits, reuse_factor=reuse_factor,
+                            fold_preprocessing=not inputs_scaled, input_precision=input_precision,
+                            target_fraction=fraction, part=part, compile=compile)
     console.print(f"wrote hls4ml project {hm.output_dir} ({hm.precision}, inputs {hm.input_precision}, "
-                  f"{'raw: scaling folded into layer 1' if hm.folded else 'scaled'}; score after the FPGA: {hm.kind})")
-    if compile:
+                  f"{'raw: scaled in layer 1' if hm.folded else 'scaled'}; score after the FPGA: {hm.kind})", soft_wrap=True)
+    est = hm.estimate
+    if compile and hls_tool() is not None:
+        with err_console.status(f"C synthesis with {hls_tool()}..."):
+            hm.synthesis = synthesis_report(hm.hls_model, est.clock_period_ns, reuse_factor) or None
+        if hm.synthesis is not None:
+            est = hm.synthesis
+    console.print(_estimate_table(est, f"resources and latency: {est.source}"))
+    if not compile:
+        return
+    if bkg is None:
         X = _check_events(det.n_features_in_, 1000)
         ref = det.score_samples(X).astype(np.float64)
         got = hm.predict(X).astype(np.float64)
         corr = float(np.corrcoef(ref, got)[0, 1])
-        console.print(f"C simulation vs PyTorch on 1,000 toy events: score correlation {corr:.5f}")
+        console.print(f"C simulation vs PyTorch on 1,000 toy events: score correlation {corr:.5f} "
+                      "(give --data for per-layer types, the quantised threshold and a check on your events)")
+        return
+    with err_console.status("comparing float and C simulation on your events..."):
+        rep = hm.parity(det, bkg, sigs, fraction=hm.target_fraction)
+    console.print(
+        f"C simulation vs float on {rep.n_background:,} background events of {data}: score correlation "
+        f"{rep.correlation:.6f}, max deviation {rep.max_abs_deviation:.3g} ({rep.max_rel_deviation:.2g} of the score spread)\n"
+        f"threshold at accept fraction {rep.target_fraction:.3g}: float {rep.threshold_float:.6g}, quantised "
+        f"{rep.threshold_quantised:.6g} (exported); the float cut on the FPGA would accept "
+        f"{rep.accept_fraction_float_cut:.4g} ({100 * rep.accept_change:+.1f}%)", soft_wrap=True)
+    if rep.tpr:
+        from rich.table import Table
 
-
-def _export_hls(det, output, precision, reuse_factor, inputs_scaled, input_precision, part, compile):
-    from ..export.hls import export_hls
-
-    with err_console.status("converting with hls4ml and compiling the C simulation (g++)..."):
-        hm = export_hls(det, output, precision=precision, reuse_factor=reuse_factor,
-                        fold_preprocessing=not inputs_scaled, input_precision=input_precision, part=part,
-                        compile=compile)
-    return hm
+        table = Table(title=f"TPR at background efficiency {rep.target_fraction:.3g}, each model cut on its own scores")
+        for col in ("signal", "events", "TPR float", "TPR FPGA", "change", "score corr"):
+            table.add_column(col, no_wrap=True)
+        for name, t in rep.tpr.items():
+            table.add_row(name, f"{t['n']:,}", f"{t['float']:.4f}", f"{t['fpga']:.4f}", f"{100 * t['rel_change']:+.2f}%",
+                          f"{rep.signal_correlation[name]:.5f}")
+        console.print(table)
+    rep.check(min_correlation=min_correlation, max_tpr_change=max_tpr_change, precision=hm.precision,
+              total_bits=total_bits)
 
 
 @export_app.command("hls-scan")

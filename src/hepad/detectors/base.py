@@ -335,6 +335,12 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             scores = self.score_samples(X_background)
         self.threshold_ = rule.threshold(scores)
         self.threshold_rule_ = rule
+        # The upper tail of the same background scores: a streaming trigger starts from the cut
+        # at its own target rate (hepad.trigger), not from this threshold.
+        from ..trigger._stats import score_quantiles
+
+        s = np.asarray(scores, dtype=np.float64)
+        self.background_quantiles_ = score_quantiles(s) if np.isfinite(s).sum() >= 2 else None
         return self
 
     @staticmethod
@@ -386,6 +392,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
             "feature_names_in": [str(n) for n in self.feature_names_in_],
             "threshold": float(self.threshold_),
             "threshold_rule": {} if rule is None else dict(rule),
+            "background_quantiles": getattr(self, "background_quantiles_", None),
             "preprocessor": None if pre is None else pre.to_dict(),
             "history": None if hist is None else _jsonable_history(hist),
         }
@@ -400,6 +407,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         self.threshold_ = float(common["threshold"])
         rule = common.get("threshold_rule")
         self.threshold_rule_ = ThresholdRule.parse(rule) if rule else None
+        self.background_quantiles_ = common.get("background_quantiles")
         if common.get("preprocessor") is not None:
             self.preprocessor_ = Preprocessor.from_dict(common["preprocessor"])
         if common.get("history") is not None:

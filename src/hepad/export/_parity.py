@@ -89,7 +89,7 @@ class ParityReport:
                      f"{max(1, math.ceil(math.log2(worst.max_abs / worst.limit)) + 1)} more integer bits: "
                      "export with --precision auto --data BKG.h5 (types sized on the events) or --headroom-bits 2")
         elif worst is not None:
-            where = (f"no layer saturates; rounding dominates, finest at layer {worst.name} ({worst.kind}, "
+            where = (f"no layer saturates, so rounding dominates, coarsest at layer {worst.name} ({worst.kind}, "
                      f"{worst.type}, {worst.frac_bits} fractional bits): raise --total-bits"
                      + (f" above {total_bits}" if total_bits else ""))
         else:

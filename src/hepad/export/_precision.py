@@ -23,7 +23,7 @@ Coefficients (weights, biases, the scaling step's factors) take their integer bi
 own largest magnitude. The scaling step's factors ``1/scale`` span orders of magnitude when the
 inputs' spreads do; they get enough fractional bits to hold the *smallest* one to
 ``total_bits - 2`` significant bits, which is what keeps a feature with a tiny spread exact.
-The raw input type resolves the smallest feature spread to 1/64 of it.
+The raw input type resolves the smallest spread of a feature's filled (nonzero) values to 1/64 of it.
 """
 
 from __future__ import annotations
@@ -113,8 +113,7 @@ def profile_network(net: Any, background: np.ndarray, signals: Mapping[str, np.n
     b_outs = layer_outputs(net, background)
     s_outs = {n: layer_outputs(net, x) for n, x in signals.items() if len(x)}
     bmax, bp = _abs_stats(background)
-    spread = np.std(np.asarray(background, dtype=np.float64), axis=0)
-    spread = spread[spread > 0]
+    spread = _filled_spreads(np.asarray(background, dtype=np.float64))
     prof = [LayerProfile("input", "input", int(background.shape[1]), bmax, bp,
                          {n: _abs_stats(x)[1] for n, x in signals.items() if len(x)},
                          min_spread=float(spread.min()) if spread.size else None)]
@@ -135,6 +134,17 @@ def profile_network(net: Any, background: np.ndarray, signals: Mapping[str, np.n
             p.coef_min[attr] = float(nz.min()) if nz.size else 0.0
         prof.append(p)
     return prof
+
+
+def _filled_spreads(X: np.ndarray) -> np.ndarray:
+    """Per-feature std of the nonzero (filled) entries: zero padding of a rarely filled slot
+    shrinks its overall std, but not the step its values need."""
+    out = []
+    for col in X.T:
+        v = col[col != 0]
+        if v.size >= 2 and np.std(v) > 0:
+            out.append(float(np.std(v)))
+    return np.asarray(out)
 
 
 def _coefficients(child: Any) -> dict[str, np.ndarray]:

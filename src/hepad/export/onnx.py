@@ -108,6 +108,10 @@ def _metadata(detector: Any) -> dict[str, str]:
         "score": "anomaly score, higher = more anomalous; accept when score > threshold",
         "hepad_version": __version__,
     }
+    quantiles = getattr(detector, "background_quantiles_", None)
+    if quantiles:
+        # The upper tail of the background scores: a trigger starts from the cut at its own rate.
+        meta["background_quantiles"] = json.dumps(quantiles)
     return {_PREFIX + k: v for k, v in meta.items()}
 
 
@@ -167,7 +171,9 @@ def export_onnx(detector_or_path: Any, path: str | os.PathLike[str], *, opset: i
     Path
         The file written. Its graph maps ``input`` (batch, F) raw float32 -> ``score`` (batch,);
         ``metadata_props`` hold ``hepad.threshold``, ``hepad.feature_names`` (JSON),
-        ``hepad.detector``, ``hepad.params``, ``hepad.threshold_rule``, ``hepad.hepad_version``.
+        ``hepad.detector``, ``hepad.params``, ``hepad.threshold_rule``, ``hepad.hepad_version`` and,
+        when the detector has them, ``hepad.background_quantiles`` (JSON: the background score
+        tail, from which :func:`hepad.trigger.run_trigger` takes its first cut).
     """
     detector = _resolve(detector_or_path)
     data = onnx_model_bytes(detector, opset=opset)
@@ -239,7 +245,7 @@ def read_onnx_file(path: str | os.PathLike[str]) -> tuple[bytes, dict[str, Any]]
     try:
         out["feature_names"] = json.loads(props["feature_names"])
         out["threshold"] = float(props["threshold"]) if props.get("threshold") else None
-        for key in ("params", "threshold_rule"):
+        for key in ("params", "threshold_rule", "background_quantiles"):
             if key in props:
                 out[key] = json.loads(props[key])
     except (ValueError, TypeError, RecursionError) as exc:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._atomic import atomic_path
-from ..errors import ConfigError
+from ..errors import ConfigError, HepadError
 from ._stats import AcceptRateMonitor, LatencyHistogram, RunningStats, WindowQuantileTracker
 from ._writer import AcceptedWriter
 from .sources import Batch, Source, parse_source
@@ -120,6 +120,25 @@ def _as_scorer(model: Any, engine: str, threads: int | None) -> Any:
     return make_scorer(model, engine=engine, threads=threads)
 
 
+def _stored_quantiles(model: Any, scorer: Any) -> dict | None:
+    """The background score quantiles saved with a model (detector, model directory or ONNX file)."""
+    table = getattr(model, "background_quantiles_", None) or getattr(scorer, "background_quantiles", None)
+    if table:
+        return table
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        try:
+            if path.is_dir() and (path / "thresholds.json").is_file():
+                return json.loads((path / "thresholds.json").read_text()).get("background_quantiles")
+            if path.suffix == ".onnx":
+                from ..export.onnx import read_onnx_metadata
+
+                return read_onnx_metadata(path).get("background_quantiles")
+        except (OSError, ValueError, HepadError) as exc:
+            log.warning("%s: cannot read its background score quantiles (%s)", path, exc)
+    return None
+
+
 def run_trigger(
     model: Any,
     source: Source | str,
@@ -142,14 +161,15 @@ def run_trigger(
     stop_event: threading.Event | None = None,
     handle_signals: bool = False,
     drain_timeout_s: float = 1.0,
+    calibration: dict | None = None,
 ) -> TriggerSummary:
     """Run the streaming trigger emulator until the source ends, ``max_events``, or a stop request.
 
     Events arrive in batches from ``source``; they are collected into micro-batches of up to
     ``batch_size`` events, but never held longer than ``max_latency_ms``; each micro-batch is
-    scored and cut at the current threshold, which then follows the target accept fraction
-    ``target_rate_hz / collision_rate_hz`` (exact quantile over a sliding window of scores,
-    initialised from the model's ``threshold_``; see :mod:`hepad.trigger._stats`).
+    scored and cut at the current threshold, which follows the target accept fraction
+    ``target_rate_hz / collision_rate_hz`` (exact quantile over a sliding window of scores that
+    starts filled from the model's calibration background; see :mod:`hepad.trigger._stats`).
 
     Parameters
     ----------
@@ -186,6 +206,12 @@ def run_trigger(
         Install SIGINT/SIGTERM handlers that request the same clean stop (main thread only).
     drain_timeout_s : float
         On a stop, how long to keep taking messages that are already in flight.
+    calibration : dict, optional
+        Background score quantiles (:func:`hepad.trigger._stats.score_quantiles`) for the first
+        cut. Default: those stored with the model (``background_quantiles_`` of a detector, its
+        model directory's ``thresholds.json``, or an ONNX export's metadata). With them the cut
+        starts at the target rate and the rate is held from the first event; without, the
+        model's ``threshold_`` is used until the window holds ~10 expected accepts.
 
     Returns
     -------
@@ -206,7 +232,18 @@ def run_trigger(
         source = parse_source(source, max_events=max_events)
     source.expect_features(scorer.n_features)  # a ZeroMQ source rejects batches of other shapes
     initial = scorer.threshold if scorer.threshold is not None and math.isfinite(scorer.threshold) else 0.0
-    tracker = WindowQuantileTracker(fraction, initial, window=window_events)
+    prior = calibration if calibration is not None else _stored_quantiles(model, scorer)
+    if prior is not None:
+        n_cal = int(prior.get("n_events", 0))
+        if n_cal and fraction * n_cal < 10:
+            log.warning("the calibration background (%d events) holds %.1f events above the %.3g target: the first "
+                        "cut is uncertain until the stream replaces it", n_cal, fraction * n_cal, fraction)
+    else:
+        log.warning("%s has no background score quantiles (fit or export it with this hepad): the trigger starts "
+                    "from its threshold_ %.4g and follows the target after a warm-up", scorer.name, initial)
+    tracker = WindowQuantileTracker(fraction, initial, window=window_events, prior=prior)
+    initial = tracker.initial
+    step = max(1, math.ceil(10.0 / fraction))  # decide in chunks of ~10 expected accepts
     monitor = AcceptRateMonitor(fraction, tracker.window, band=band)
     out = Path(output_dir)
     writer = AcceptedWriter(
@@ -231,15 +268,22 @@ def run_trigger(
             return
         data = batches[0].data if len(batches) == 1 else np.concatenate([b.data for b in batches])
         event_ids = np.concatenate([np.arange(b.first_id, b.first_id + len(b), dtype=np.int64) for b in batches])
-        scores = scorer(data)
-        cut = tracker.threshold
+        all_scores = scorer(data)
+        k = 0
+        n = int(len(all_scores))
         warm = tracker.n_seen >= tracker.window
-        acc = scores > cut
-        k, n = int(acc.sum()), int(len(scores))
-        writer.add(data[acc], event_ids[acc], scores[acc], cut)
-        if tracker.warm:  # monitor the controlled regime only, not the warm-up
-            monitor.update(n, k)
-        tracker.update(scores)
+        # One scoring call per micro-batch, but the cut moves every ~10 expected accepts.
+        for a in range(0, n, step):
+            scores = all_scores[a:a + step]
+            cut = tracker.threshold
+            acc = scores > cut
+            kc = int(acc.sum())
+            writer.add(data[a:a + step][acc], event_ids[a:a + step][acc], scores[acc], cut)
+            if tracker.warm:  # monitor the controlled regime only, not the warm-up
+                monitor.update(len(scores), kc)
+            tracker.update(scores)
+            k += kc
+        scores = all_scores
         stats.update(scores)
         if ref_stats.n < tracker.window:
             ref_stats.update(scores)

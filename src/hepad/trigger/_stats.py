@@ -15,6 +15,12 @@ distribution the threshold follows fully within ``W`` events (it moves as new ev
 old ones in the window). Until the window holds enough events for ``min_accepts`` expected
 accepts, the model's own ``threshold_`` is used (the warm-up). The cut is causal: each
 micro-batch is decided with the threshold learned from the events before it.
+
+Calibrated start: with a ``prior`` (the background score quantiles stored with the model at
+fit or export, :func:`score_quantiles`) there is no warm-up. The window starts full of
+``W`` pseudo-events drawn from the calibration background, so the first cut is the one at the
+target rate; each real event replaces one pseudo-event, so after ``W`` events the cut rests on
+the stream alone and follows its drift.
 """
 
 from __future__ import annotations
@@ -83,10 +89,14 @@ class WindowQuantileTracker:
         The warm-up ends once the window holds ``min_accepts / fraction`` events.
     """
 
-    def __init__(self, fraction: float, initial: float, *, window: int | None = None, min_accepts: float = 10.0) -> None:
+    def __init__(self, fraction: float, initial: float, *, window: int | None = None, min_accepts: float = 10.0,
+                 prior: dict | None = None) -> None:
         if not 0.0 < fraction < 1.0:
             raise ValueError(f"fraction must be in (0, 1), got {fraction}")
         self.fraction = float(fraction)
+        self.prior = prior
+        if prior:
+            initial = cut_at_fraction(prior, self.fraction)
         self.initial = float(initial)
         self.window = int(window) if window else max(10_000, math.ceil(400.0 / fraction))
         self.min_events = max(1, math.ceil(min_accepts / fraction))
@@ -96,7 +106,8 @@ class WindowQuantileTracker:
         self._blocks: deque[list] = deque()  # [n_events, top scores (desc not required)]
         self._n = 0
         self.threshold = self.initial
-        self.warm = False
+        # With a calibration prior the cut holds the target from the first event.
+        self.warm = bool(prior)
         self.n_seen = 0
 
     def _top(self, scores: np.ndarray, m: int) -> np.ndarray:
@@ -122,14 +133,26 @@ class WindowQuantileTracker:
         self._n += n
         while len(self._blocks) > 1 and self._n - self._blocks[0][0] >= self.window:
             self._n -= self._blocks.popleft()[0]
-        if self._n < self.min_events:
+        n_prior = max(self.window - self._n, 0) if self.prior else 0
+        if not n_prior and self._n < self.min_events:
             return self.threshold
         self.warm = True
-        union = np.concatenate([b[1] for b in self._blocks])
+        tops = [b[1] for b in self._blocks]
+        if n_prior:
+            tops.append(self._prior_top(n_prior))
+        union = np.concatenate(tops)
         # Cut = the (k+1)-th largest score, so that exactly k = floor(f * n) scores lie above it.
-        k = min(int(self.fraction * self._n), union.size - 1)
+        k = min(int(self.fraction * (self._n + n_prior)), union.size - 1)
         self.threshold = float(np.partition(union, union.size - 1 - k)[union.size - 1 - k])
         return self.threshold
+
+    def _prior_top(self, n: int) -> np.ndarray:
+        """The largest scores of ``n`` pseudo-events drawn from the calibration table (its quantiles)."""
+        r = np.arange(1, min(self._m, n) + 1, dtype=np.float64)
+        f = np.asarray(self.prior["fractions"], dtype=np.float64)
+        c = np.asarray(self.prior["scores"], dtype=np.float64)
+        # The r-th largest of n events sits at accept fraction (r - 1/2) / n.
+        return np.interp(np.log((r - 0.5) / n), np.log(f), c).astype(np.float32)
 
     @property
     def n_window(self) -> int:
