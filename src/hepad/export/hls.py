@@ -92,6 +92,23 @@ def _parse_precision(precision: str, what: str = "precision") -> tuple[int, int]
     return width, integer
 
 
+def _check_with_hls4ml(precision: str, what: str) -> None:
+    """Our syntax check, then hls4ml's own parser: a type it rejects fails here, in one line."""
+    _parse_precision(precision, what)
+    try:
+        from hls4ml.backends.fpga.fpga_backend import FPGABackend
+
+        FPGABackend.convert_precision_string(str(precision).replace(" ", ""))
+    except ImportError:  # pragma: no cover - pinned dependency
+        return
+    except Exception as exc:
+        raise ConfigError(
+            f"{what} {precision!r} is not a type hls4ml accepts ({exc.__class__.__name__}: {exc}); write "
+            "'ap_fixed<W,I>' or 'ap_fixed<W,I,Q,O>' with Q in AP_RND, AP_RND_CONV, AP_TRN and O in AP_SAT, AP_WRAP, "
+            "or use precision 'auto'."
+        ) from None
+
+
 def _hls4ml() -> Any:
     try:
         with warnings.catch_warnings():
@@ -593,7 +610,7 @@ def export_hls(
     detector = hepad.load(detector_or_path) if isinstance(detector_or_path, (str, os.PathLike)) else detector_or_path
     auto = str(precision).strip().lower() == "auto"
     if not auto:
-        _parse_precision(precision)
+        _check_with_hls4ml(precision, "precision")
     if not isinstance(total_bits, (int, np.integer)) or not 4 <= total_bits <= 32:
         raise ConfigError(f"total_bits must be an integer in 4..32, got {total_bits!r}.")
     if not isinstance(headroom_bits, (int, np.integer)) or not 0 <= headroom_bits <= 8:
@@ -601,13 +618,13 @@ def export_hls(
     if not isinstance(reuse_factor, (int, np.integer)) or reuse_factor < 1:
         raise ConfigError(f"reuse_factor must be a positive integer, got {reuse_factor!r}.")
     if input_precision is not None:
-        _parse_precision(input_precision, "input_precision")
+        _check_with_hls4ml(input_precision, "input_precision")
     if target_fraction is not None and not 0.0 < float(target_fraction) < 1.0:
         raise ConfigError(f"target_fraction must be in (0, 1), got {target_fraction!r}.")
-    if compile and shutil.which(os.environ.get("CXX", "g++")) is None:
+    if compile and shutil.which("g++") is None:  # hls4ml's build_lib.sh calls g++ by name
         raise DependencyError(
-            f"the hls4ml C simulation needs a C++ compiler and {os.environ.get('CXX', 'g++')!r} is not on PATH: "
-            "install one (apt-get install g++) or export with compile=False (--no-compile)."
+            "the hls4ml C simulation needs the C++ compiler g++, which is not on PATH: install it "
+            "(apt-get install g++) or export with compile=False (--no-compile) and build the project elsewhere."
         )
     plan = fpga_network(detector, fold_preprocessing=fold_preprocessing, scaling=scaling)
     profile = None
