@@ -211,7 +211,8 @@ def run_trigger(
         cut. Default: those stored with the model (``background_quantiles_`` of a detector, its
         model directory's ``thresholds.json``, or an ONNX export's metadata). With them the cut
         starts at the target rate and the rate is held from the first event; without, the
-        model's ``threshold_`` is used until the window holds ~10 expected accepts.
+        model's ``threshold_`` is used until the window holds ~10 expected accepts (``{}``:
+        ignore the stored quantiles).
 
     Returns
     -------
@@ -233,7 +234,7 @@ def run_trigger(
     source.expect_features(scorer.n_features)  # a ZeroMQ source rejects batches of other shapes
     initial = scorer.threshold if scorer.threshold is not None and math.isfinite(scorer.threshold) else 0.0
     prior = calibration if calibration is not None else _stored_quantiles(model, scorer)
-    if prior is not None:
+    if prior:
         n_cal = int(prior.get("n_events", 0))
         if n_cal and fraction * n_cal < 10:
             log.warning("the calibration background (%d events) holds %.1f events above the %.3g target: the first "
@@ -241,7 +242,7 @@ def run_trigger(
     else:
         log.warning("%s has no background score quantiles (fit or export it with this hepad): the trigger starts "
                     "from its threshold_ %.4g and follows the target after a warm-up", scorer.name, initial)
-    tracker = WindowQuantileTracker(fraction, initial, window=window_events, prior=prior)
+    tracker = WindowQuantileTracker(fraction, initial, window=window_events, prior=prior or None)
     initial = tracker.initial
     step = max(1, math.ceil(10.0 / fraction))  # decide in chunks of ~10 expected accepts
     monitor = AcceptRateMonitor(fraction, tracker.window, band=band)

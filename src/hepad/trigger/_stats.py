@@ -56,7 +56,7 @@ def score_quantiles(scores: np.ndarray, n_points: int = 97) -> dict:
     # The cut accepting k = floor(f N) events is the (k+1)-th largest score.
     k = np.minimum(np.floor(fractions * s.size * (1 + 1e-12)).astype(np.int64), s.size - 1)
     cuts = s[s.size - 1 - k]
-    return {"n_events": int(s.size), "fractions": fractions.tolist(), "scores": cuts.tolist()}
+    return {"n_events": int(s.size), "fractions": fractions.tolist(), "scores": cuts.tolist(), "max": float(s[-1])}
 
 
 def cut_at_fraction(table: dict, fraction: float) -> float:
@@ -67,7 +67,9 @@ def cut_at_fraction(table: dict, fraction: float) -> float:
     """
     f = np.asarray(table["fractions"], dtype=np.float64)
     c = np.asarray(table["scores"], dtype=np.float64)
-    if fraction <= f[0]:
+    if fraction < f[0]:
+        return float(table.get("max", c[0]))
+    if fraction == f[0]:
         return float(c[0])
     if fraction >= f[-1]:
         return float(c[-1])
