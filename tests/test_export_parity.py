@@ -111,7 +111,7 @@ def tiny_hls(tiny_events, tmp_path_factory):
     from hepad.export import export_hls
 
     det = hepad.make_detector("ae", epochs=30, batch_size=64, n_threads=1, random_state=0)
-    det.fit(tiny_events["sm_train"], tiny_events["sm_val"])
+    det.fit(tiny_events["sm_train"], X_val=tiny_events["sm_val"])
     sigs = {n: tiny_events[n] for n in SIGNALS}
     hm = export_hls(det, tmp_path_factory.mktemp("hls") / "prj", data=tiny_events["sm_val"], signals=sigs,
                     target_fraction=TINY_FPR)
@@ -225,7 +225,7 @@ def _hls_case(label: str, tiny_events, tmp_path, **kwargs) -> None:
                     "ae-batchnorm": ("ae", {"batch_norm": True, "dropout": 0.1, "hidden_layers": [32, 16], "latent_dim": 8}),
                     "ae-logpt-masked": ("ae", {"preprocessing": {"log_pt": True, "phi": "drop", "mask_padding": True}})}[label]
     det = hepad.make_detector(name, epochs=20, batch_size=64, n_threads=1, random_state=0, **params)
-    det.fit(tiny_events["sm_train"], tiny_events["sm_val"])
+    det.fit(tiny_events["sm_train"], X_val=tiny_events["sm_val"])
     hm = export_hls(det, tmp_path / "prj", data=tiny_events["sm_val"], **kwargs)
     X = np.concatenate([tiny_events["sm_test"].features] + [tiny_events[n].features for n in SIGNALS])
     bkg = tiny_events["sm_test"].features

@@ -26,7 +26,7 @@ def _plant(events) -> np.ndarray:
 @pytest.fixture(scope="module")
 def planted(tiny_dataset):
     tr, va, te = (_plant(hepad.read_events(tiny_dataset[n])) for n in ("sm_train", "sm_val", "sm_test"))
-    det = hepad.make_detector("ae", epochs=30, batch_size=64, n_threads=1, random_state=0).fit(tr, va)
+    det = hepad.make_detector("ae", epochs=30, batch_size=64, n_threads=1, random_state=0).fit(tr, X_val=va)
     return det, va, te
 
 
@@ -148,3 +148,32 @@ def test_missing_compiler_is_one_line(planted, tmp_path, monkeypatch):
         export_hls(det, tmp_path / "prj")
     assert "\n" not in str(err.value)
     assert not (tmp_path / "prj").exists()
+
+
+# ---------------------------------------------------------------------- CLI (no compile: seconds)
+def _cli(monkeypatch, capsys, *args):
+    import sys
+
+    from hepad.cli import run
+
+    monkeypatch.setattr(sys, "argv", ["hepad", *map(str, args)])
+    code = 0
+    try:
+        run()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    return (code, *capsys.readouterr())
+
+
+def test_cli_export_hls_prints_the_estimate_table(planted, tmp_path, monkeypatch, capsys, tiny_dataset):
+    det, *_ = planted
+    det.save(tmp_path / "model")
+    code, out, err = _cli(monkeypatch, capsys, "export", "hls", tmp_path / "model", "-o", tmp_path / "prj",
+                          "--no-compile", "--reuse-factor", "2")
+    assert code == 0, err
+    assert "estimate (analytic)" in out and "DSP" in out and "latency" in out
+    assert (tmp_path / "prj" / "hepad_trigger.json").is_file()
+    code, out, err = _cli(monkeypatch, capsys, "export", "hls", tmp_path / "model", "-o", tmp_path / "prj2",
+                          "--no-compile", "--precision", "ap_fixed<16,6,AP_BOGUS>")
+    assert code != 0 and "not a type hls4ml accepts" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "prj2").exists()

@@ -65,7 +65,7 @@ _KEYS = {
     MANIFEST: ({"format", "format_version", "detector", "hepad_version", "files"}, {"format", "format_version", "files"}),
     DETECTOR: ({"name", "params", "fitted", "meta"}, {"name", "params", "fitted"}),
     DETECTOR + ":fitted": ({"n_features_in", "feature_names_in"}, {"n_features_in", "feature_names_in"}),
-    THRESHOLDS: ({"threshold", "rule"}, {"threshold"}),
+    THRESHOLDS: ({"threshold", "rule", "background_quantiles"}, {"threshold"}),
 }
 
 

@@ -91,7 +91,7 @@ def export_hls_cmd(
     model: Path = typer.Argument(..., help=_MODEL_HELP, show_default=False),
     output: Path = typer.Option(..., "--output", "-o", help="hls4ml project directory.", show_default=False),
     data: Optional[Path] = typer.Option(
-        None, "--data", "-d", help="Your background events: they size every layer's type and set the quantised threshold.",
+        None, "--data", help="Your background events: they size every layer's type and set the quantised threshold.",
         show_default=False,
     ),
     signal_files: Optional[list[str]] = typer.Option(

@@ -365,14 +365,10 @@ class HLSModel:
         Xb = as_features(data, "data")
         emu = self.predict(Xb).astype(np.float64)
         if target_fraction is None:
-            rule = dict(getattr(detector, "threshold_rule_", {}) or {})
-            if rule.get("rate_hz"):
-                target_fraction = float(rule["rate_hz"]) / float(rule.get("collision_rate_hz", 40e6))
-            elif rule.get("fpr"):
-                target_fraction = float(rule["fpr"])
-            elif rule.get("percentile") is not None:
-                target_fraction = 1.0 - float(rule["percentile"]) / 100.0
-            else:
+            # The detector's own rule (percentile, rate_hz, fpr), else what its threshold_ accepts here.
+            rule = getattr(detector, "threshold_rule_", None)
+            target_fraction = getattr(rule, "background_fraction", None)
+            if target_fraction is None:
                 fb = detector.score_samples(Xb)
                 target_fraction = max(float((fb > detector.threshold_).mean()), 1.0 / len(Xb))
         self.target_fraction = float(target_fraction)
