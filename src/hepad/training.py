@@ -287,6 +287,86 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def _like(ref: Any, got: Any, where: str) -> str | None:
+    """Why ``got`` does not have the structure and types of ``ref`` (None when it does)."""
+    if isinstance(ref, torch.Tensor):
+        if not isinstance(got, torch.Tensor) or got.shape != ref.shape or got.dtype != ref.dtype:
+            what = f"{tuple(got.shape)} {got.dtype}" if isinstance(got, torch.Tensor) else type(got).__name__
+            return f"{where} is {what}, this run needs {tuple(ref.shape)} {ref.dtype}"
+        return None
+    if isinstance(ref, bool):
+        return None if isinstance(got, bool) else f"{where} is not a boolean"
+    if isinstance(ref, (int, float)):
+        ok = isinstance(got, (int, float)) and not isinstance(got, bool) and not (isinstance(got, float) and math.isnan(got))
+        return None if ok else f"{where}={got!r} is not a number"
+    if isinstance(ref, str):
+        return None if got == ref else f"{where}={got!r} differs from this run's {ref!r}"
+    if ref is None:
+        ok = got is None or isinstance(got, (bool, int, float))
+        return None if ok else f"{where} has an unexpected {type(got).__name__}"
+    if isinstance(ref, (list, tuple)):
+        if not isinstance(got, (list, tuple)) or len(got) != len(ref):
+            return f"{where} is not a list of {len(ref)}"
+        for i, (r, g) in enumerate(zip(ref, got)):
+            why = _like(r, g, f"{where}[{i}]")
+            if why:
+                return why
+        return None
+    if isinstance(ref, dict):
+        if not isinstance(got, dict) or set(got) != set(ref):
+            return f"{where} does not hold the entries this run needs"
+        for k in ref:
+            why = _like(ref[k], got[k], f"{where}.{k}")
+            if why:
+                return why
+        return None
+    return None
+
+
+def _fits_this_run(ckpt: dict[str, Any], path: Path, net: nn.Module, optimizer: Any, scheduler: Any) -> None:
+    """The checkpoint's tensors, optimizer and scheduler state have this run's structure and
+    types, so restoring cannot fail half-way or later inside a training step."""
+    def refuse(why: str) -> TrainingError:
+        return TrainingError(f"{path} does not fit this network ({why}); delete it to start afresh.")
+
+    model_ref = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    for key in ("model",):
+        why = _like(model_ref, ckpt[key], key)
+        if why:
+            raise refuse(why)
+    best = ckpt["early_stopping"].get("best_state")
+    if best is not None:
+        why = _like(model_ref, best, "early_stopping.best_state")
+        if why:
+            raise refuse(why)
+    ref = optimizer.state_dict()
+    got = ckpt["optimizer"]
+    if not isinstance(got, dict) or set(got) != {"state", "param_groups"}:
+        raise refuse("optimizer state is not an optimizer state dict")
+    why = _like(ref["param_groups"], got["param_groups"], "optimizer.param_groups")
+    if why:
+        raise refuse(why)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    state = got["state"]
+    if not isinstance(state, dict) or not set(state) <= set(range(len(params))):
+        raise refuse("optimizer.state does not match the parameters")
+    for i, entry in state.items():
+        p = params[i]
+        if not isinstance(entry, dict) or not set(entry) <= {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}:
+            raise refuse(f"optimizer.state.{i} has unexpected entries")
+        for k, t in entry.items():
+            shape = () if k == "step" else tuple(p.shape)
+            dtype = torch.float32 if k == "step" else p.dtype
+            if not isinstance(t, torch.Tensor) or tuple(t.shape) != shape or t.dtype != dtype:
+                raise refuse(f"optimizer.state.{i}.{k} does not match its parameter")
+    if scheduler is not None and ckpt.get("scheduler") is not None:
+        why = _like(scheduler.state_dict(), ckpt["scheduler"], "scheduler")
+        if why:
+            raise refuse(why)
+    elif (scheduler is None) != (ckpt.get("scheduler") is None):
+        raise refuse("the checkpoint was written with another learning-rate schedule")
+
+
 def _restore_checks(ckpt: dict[str, Any], path: Path) -> None:
     """Types and ranges of a checkpoint's plain values, before any of them is used."""
     def bad(what: str) -> TrainingError:
@@ -305,6 +385,16 @@ def _restore_checks(ckpt: dict[str, Any], path: Path) -> None:
         isinstance(v, list) and len(v) == epoch for v in hist.values()
     ):
         raise bad(f"'history' does not hold {epoch} entries of {', '.join(_empty_history())}")
+    def number(v: Any, allow_none: bool = False) -> bool:
+        if v is None:
+            return allow_none
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    if hist["epoch"] != list(range(1, epoch + 1)):
+        raise bad(f"history.epoch is not 1..{epoch}")
+    for key, none_ok in (("train_loss", False), ("val_loss", True), ("lr", False), ("epoch_time_s", False)):
+        if not all(number(v, none_ok) for v in hist[key]):
+            raise bad(f"history.{key} holds a value that is not a finite number")
     es = ckpt["early_stopping"]
     if not isinstance(es, dict) or not {"best_loss", "best_epoch", "bad_epochs", "stopped"} <= set(es):
         raise bad("'early_stopping' is incomplete")
@@ -446,17 +536,15 @@ def fit_network(
                 "use another checkpoint_dir or delete it to start afresh."
             )
         _restore_checks(ckpt, ckpt_path)
+        _fits_this_run(ckpt, ckpt_path, net, optimizer, scheduler)
         try:
             net.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             if scheduler is not None and ckpt.get("scheduler") is not None:
-                if not isinstance(ckpt["scheduler"], dict):
-                    raise ValueError("the scheduler state is not a dict")
                 scheduler.load_state_dict(ckpt["scheduler"])
         except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
-            raise TrainingError(
-                f"{ckpt_path} does not fit this network ({type(exc).__name__}: {exc}); delete it to start afresh."
-            ) from None
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            raise TrainingError(f"{ckpt_path} does not fit this network ({detail}); delete it to start afresh.") from None
         start_epoch = int(ckpt["epoch"])
         history = {k: list(v) for k, v in ckpt["history"].items()}
         es = ckpt["early_stopping"]
