@@ -418,6 +418,57 @@ def _verify(root: Path, manifest: dict[str, Any]) -> None:
             )
 
 
+#: Largest |offset| and scale of a saved preprocessor (raw inputs are GeV and radians; a fitted
+#: mean or standard deviation beyond this is a forged or damaged file, and would give inf scores).
+MAX_PREPROCESSING_CONSTANT = 1e7
+
+
+def _check_preprocessor(path: Path, det: Any) -> None:
+    """Column indices inside the inputs and finite, positive constants: what from_dict does not check."""
+    pre = getattr(det, "preprocessor_", None)
+    if pre is None:
+        return
+    n = int(det.n_features_in_)
+
+    def refuse(key: str, rule: str) -> ModelFileError:
+        return ModelFileError(f"{path}: {key} is invalid ({rule}); the model file was edited or damaged.")
+
+    if int(pre.n_features_in_) != n:
+        raise refuse("feature_names_in", f"{pre.n_features_in_} names for a model of {n} inputs")
+    keep = np.asarray(pre.keep_columns_)
+    for key, cols, lo in (("pt_columns", pre.pt_columns_, 0), ("keep_columns", keep, 0),
+                          ("slot_pt_column", pre.slot_pt_column_, -1)):
+        cols = np.asarray(cols)
+        if cols.ndim != 1 or (cols.size and (cols.min() < lo or cols.max() >= n)):
+            raise refuse(key, f"a list of column indices in [{lo}, {n})")
+    if np.asarray(pre.slot_pt_column_).shape != keep.shape or keep.size == 0:
+        raise refuse("slot_pt_column", f"one entry per kept column ({keep.size})")
+    offset, scale = np.asarray(pre.offset_, np.float64), np.asarray(pre.scale_, np.float64)
+    if offset.ndim != 1 or not np.isfinite(offset).all() or np.abs(offset).max() > MAX_PREPROCESSING_CONSTANT:
+        raise refuse("offset", f"finite numbers within +-{MAX_PREPROCESSING_CONSTANT:g}")
+    if scale.ndim != 1 or not np.isfinite(scale).all() or scale.min() <= 0 or scale.max() > MAX_PREPROCESSING_CONSTANT:
+        raise refuse("scale", f"positive numbers up to {MAX_PREPROCESSING_CONSTANT:g}")
+
+
+def _self_test(root: Path, det: Any) -> None:
+    """Score two empty events: a damaged model that loads but cannot score (a missing preprocessor,
+    weights that overflow to inf) fails here, at load, with the model's name, not later."""
+    probe = np.zeros((2, int(det.n_features_in_)), dtype=np.float32)
+    try:
+        with np.errstate(all="ignore"):
+            scores = np.asarray(det.score_samples(probe), dtype=np.float64)
+    except HepadError as exc:
+        raise ModelFileError(f"{root}: the loaded model cannot score an event ({exc}); the model files are damaged.") from None
+    except Exception as exc:  # noqa: BLE001 - any failure here means files that do not belong together
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+        raise ModelFileError(f"{root}: the loaded model cannot score an event ({detail}); the model files are damaged.") from None
+    if scores.shape != (2,) or not np.isfinite(scores).all():
+        raise ModelFileError(
+            f"{root}: the loaded model gives non-finite scores ({scores.tolist()}) for an empty event; its "
+            "weights or constants are damaged. Train or save the model again."
+        )
+
+
 def _check_round_trip(root: Path, doc: dict[str, Any], arrays: dict[str, np.ndarray], det: Any) -> None:
     """Unknown keys of the detector's own state: what the rebuilt detector would not write back."""
     try:
@@ -511,7 +562,9 @@ def load(path: str | os.PathLike[str]) -> Any:
             f"{root}: cannot rebuild the {doc['name']!r} detector from {DETECTOR} and {WEIGHTS} "
             f"({type(exc).__name__}: {exc})."
         ) from None
+    _check_preprocessor(root / PREPROCESSING, det)
     _check_round_trip(root, doc, arrays, det)
+    _self_test(root, det)
     versions = meta.get("versions") if isinstance(meta, dict) else None
     saved = versions.get("hepad") if isinstance(versions, dict) else None
     if saved and saved != __version__:

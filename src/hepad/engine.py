@@ -30,6 +30,7 @@ is never above a threshold.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -314,14 +315,36 @@ def _scorer_from_onnx_file(path: Path, engine: str, threads: int, batch_size: in
 
     data, meta = read_onnx_file(path)  # verified against its sha256; the same bytes run
     try:
-        session = _ort_session(data, threads)
+        # ONNX Runtime prints its provider fallback for a graph it cannot load; the error below says it once.
+        with contextlib.redirect_stdout(io.StringIO()):
+            session = _ort_session(data, threads)
     except DependencyError:
         raise
     except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own Fail/InvalidGraph types
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{path}: ONNX Runtime cannot load it ({first[:200]}); export the model again.") from None
-    shape = session.get_inputs()[0].shape
-    n_features = int(shape[1]) if len(shape) == 2 and isinstance(shape[1], int) else len(meta["feature_names"])
+    ins, outs = session.get_inputs(), session.get_outputs()
+    shape = ins[0].shape if len(ins) == 1 else []
+    n_names = len(meta["feature_names"])
+    if len(ins) != 1 or len(outs) != 1 or ins[0].type != "tensor(float)" or len(shape) != 2 \
+            or (isinstance(shape[1], int) and shape[1] != n_names):
+        raise ModelFileError(
+            f"{path}: the graph does not map one float input (batch, {n_names}) to one score; "
+            "it is not a hepad export. Export the model again."
+        )
+    n_features = n_names
+    # Self-test on two empty events: a graph that loads but cannot score fails here, not mid-run.
+    try:
+        probe = session.run([outs[0].name], {ins[0].name: np.zeros((2, n_features), np.float32)})[0]
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime's own error types
+        first = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ModelFileError(f"{path}: ONNX Runtime cannot run it ({first}); export the model again.") from None
+    probe = np.asarray(probe)
+    if probe.dtype != np.float32 or probe.reshape(-1).shape != (2,) or not np.isfinite(probe).all():
+        raise ModelFileError(
+            f"{path}: the graph gives {probe.dtype} {probe.shape} scores {probe.reshape(-1)[:2].tolist()} for two "
+            "empty events, not two finite float32 scores; the file is damaged. Export the model again."
+        )
     return Scorer(
         _onnx_fn(session),
         engine="onnx",

@@ -223,6 +223,8 @@ def read_onnx_file(path: str | os.PathLike[str]) -> tuple[bytes, dict[str, Any]]
         raise ModelFileError(f"{p}: not a readable ONNX model ({exc.__class__.__name__}); export it again.") from None
     props: dict[str, str] = {}
     for m in model.metadata_props:
+        if not isinstance(m.key, str) or not isinstance(m.value, str):  # protobuf hands back bytes for bad UTF-8
+            raise ModelFileError(f"{p}: a metadata entry is not UTF-8 text; the file was modified or damaged. Export it again.")
         if m.key.startswith(_PREFIX):
             if m.key[len(_PREFIX):] in props:
                 raise ModelFileError(f"{p}: metadata key {m.key!r} appears twice; the file was modified. Export it again.")
