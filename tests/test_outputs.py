@@ -395,3 +395,34 @@ def test_a_second_dataset_build_into_one_folder_is_refused(capsys, tmp_path):
     line = one_error_line(err)
     assert "another hepad run" in line and "sm_train.h5" in line
     assert not [p for p in tmp_path.rglob("*.h5")]
+
+
+@pytest.mark.slow
+def test_real_sigint_during_train_keeps_the_checkpoint_and_resume_finishes(tiny_dataset, tmp_path):
+    """A real Ctrl-C (SIGINT) in a deep training: exit 130, one line naming the checkpoint, and the
+    same command with --resume completes the model."""
+    import signal as sig
+    import sys
+    import time
+
+    out = tmp_path / "m"
+    ckpt = tmp_path / ".m.ckpt"
+    args = [sys.executable, "-m", "hepad", "train", "-d", "ae", "--data", str(tiny_dataset["sm_train"]),
+            "--val", str(tiny_dataset["sm_val"]), "--epochs", "100000", "--seed", "1", "-o", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(Path(hepad.__file__).parents[1])}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 240
+    while not (ckpt.is_dir() and any(ckpt.iterdir())):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() is not None else "timeout"
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(sig.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    (line,) = [ln for ln in err.splitlines() if ln.strip()]
+    assert line.startswith("hepad: interrupted;") and str(ckpt) in line and "--resume" in line
+    assert not out.exists() and any(ckpt.iterdir())
+    done = subprocess.run([a if a != "100000" else "3" for a in args] + ["--resume"], capture_output=True,
+                          text=True, env=env, timeout=240)
+    assert done.returncode == 0, done.stderr
+    hepad.load(out)
