@@ -158,3 +158,13 @@ def test_compare_takes_name_equals_model(capsys, tiny_dataset, tmp_path):
     assert code == 0, cap.err
     rows = json.loads((tmp_path / "cmp" / "metrics.json").read_text())["rows"]
     assert {r["detector"] for r in rows} == {"maha"} and {r["signal"] for r in rows} == {"a4l"}
+
+
+def test_help_paragraphs_are_reflowed_not_cut_at_the_source_wrap(capsys):
+    main(["score", "--help"])
+    lines = capsys.readouterr().out.splitlines()
+    # the source wraps after "source_file and": a reflowed paragraph does not break there
+    assert not any(ln.rstrip().endswith("source_file and") for ln in lines)
+    from hepad.cli._app import _reflow
+
+    assert _reflow("A b\n    c d.\n\n    - item\n    - item two\n\n    Example: x") == "A b c d.\n\n- item\n- item two\n\nExample: x"

@@ -18,6 +18,9 @@ from ._app import app, err_console, flush_warnings, interrupt_hint, verbose
 
 # Each module adds its commands to ``app``.
 from . import _io, _generate, _train, _evaluate, _deploy, _score, _download  # noqa: E402,F401
+from ._app import reflow_help  # noqa: E402
+
+reflow_help(app)
 
 __all__ = ["app", "run", "main"]
 

@@ -104,6 +104,35 @@ def _plain_help() -> None:
 
 _plain_help()
 
+
+def _reflow(doc: str) -> str:
+    """Join the hard-wrapped lines of each docstring paragraph (the help renderer keeps single
+    newlines, so source wrapping would show as ragged lines); list items and indented lines stay."""
+    import inspect
+
+    out: list[str] = []
+    for para in inspect.cleandoc(doc).split("\n\n"):
+        lines: list[str] = []
+        for ln in para.splitlines():
+            if lines and ln.strip() and not ln.startswith((" ", "-", "*", "Example")):
+                lines[-1] = lines[-1] + " " + ln.strip()
+            else:
+                lines.append(ln)
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
+
+
+def reflow_help(typer_app: typer.Typer) -> None:
+    """Reflow the docstring of every command of ``typer_app`` (sub-apps included), once."""
+    for info in typer_app.registered_commands:
+        cb = info.callback
+        if cb is not None and cb.__doc__ and not getattr(cb, "_hepad_reflowed", False):
+            cb.__doc__ = _reflow(cb.__doc__)
+            cb._hepad_reflowed = True
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            reflow_help(group.typer_instance)
+
 app = typer.Typer(
     name="hepad",
     help=(
