@@ -98,7 +98,7 @@ def test_evaluate_diagnostics(samples, fitted):
     assert c["slots"][:3] == ["MET", "e1", "e2"] and len(c["slots"]) == 19
     assert set(c["mean_error"]) == {BACKGROUND_NAME, "sigA", "sigB"}
     assert all(len(v) == 19 for v in c["mean_error"].values())
-    assert set(res.features[BACKGROUND_NAME]) >= {"Jets", "Muons", "Electrons"}
+    assert set(res.features[BACKGROUND_NAME]) >= {"Number of jets", "Number of muons", "Number of electrons"}
     # A detector without encode/feature_errors: preprocessed-input view, no slot plot.
     res2 = evaluate(plain, bkg, sigs, embed=("pca",), n_embed=200)
     assert res2.embedding["space"] == "preprocessed inputs"

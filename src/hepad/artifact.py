@@ -23,14 +23,13 @@ import hashlib
 import json
 import logging
 import os
-import sys
-import platform
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ._atomic import atomic_dir
+from ._write import json_default, versions
 from ._version import __version__
 from .errors import HepadError, ModelFileError
 
@@ -214,31 +213,10 @@ def _sha256(path: Path) -> str:
 
 def _dump_json(obj: Any, path: Path) -> None:
     try:
-        text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False, default=_json_default)
+        text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False, default=json_default)
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"cannot write {path.name}: the detector state is not plain JSON ({exc}).") from None
     path.write_text(text + "\n", encoding="utf-8")
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (Path, os.PathLike)):
-        return os.fspath(o)
-    raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
-
-
-def _versions() -> dict[str, str]:
-    out = {"hepad": __version__, "python": platform.python_version(), "numpy": np.__version__}
-    # Only libraries already imported (the model's own): saving a classical model must not
-    # import torch just to record its version.
-    for mod in ("torch", "sklearn", "safetensors"):
-        version = getattr(sys.modules.get(mod), "__version__", None)
-        if version is not None:
-            out[mod] = str(version)
-    return out
 
 
 def save(detector: Any, path: str | os.PathLike[str], *, metadata: dict[str, Any] | None = None) -> Path:
@@ -282,12 +260,12 @@ def save(detector: Any, path: str | os.PathLike[str], *, metadata: dict[str, Any
         clean[str(k)] = np.ascontiguousarray(a)
     meta_doc = {
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "versions": _versions(),
+        "versions": versions(),
         "detector": detector.name,
     }
     meta_doc.update(metadata or {})
     try:
-        json.dumps(meta_doc, allow_nan=False, default=_json_default)
+        json.dumps(meta_doc, allow_nan=False, default=json_default)
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"{target}: metadata is not JSON-serialisable: {exc}.") from None
     with atomic_dir(target) as tmp:

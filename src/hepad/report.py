@@ -1,97 +1,87 @@
 """One self-contained HTML report of an evaluation or comparison output folder.
 
 ``write_report(out_dir)`` reads ``metrics.json`` and the PNG plots it lists, and writes
-``report.html``: the images are embedded as base64 data URIs and the CSS is inline, so the file
-can be mailed or attached to an issue and opens anywhere, offline, without JavaScript.
+``report.html`` from the jinja2 template ``hepad/templates/report.html.j2``: the images are
+embedded as base64 data URIs and the CSS is inline, so the file can be mailed or attached to an
+issue and opens anywhere, offline, without JavaScript.
+
+Layout: a front page (headline table with the working points in Hz, warnings), the comparison
+plots and agreement table, the input distributions, one section per detector (its threshold,
+training convergence, plots and configuration), then configuration, data provenance and
+versions as tables.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ._atomic import atomic_path
+from ._write import write_text
 from .errors import InputError
 
 __all__ = ["write_report", "render_report"]
 
-_CSS = """
-body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0;color:#1d232a;background:#f6f7f9}
-header{background:#12263a;color:#fff;padding:18px 32px}
-header h1{margin:0;font-size:22px} header p{margin:4px 0 0;color:#c5d2df;font-size:13px}
-main{padding:20px 32px;max-width:1400px}
-section{background:#fff;border:1px solid #dde2e8;border-radius:6px;padding:14px 20px;margin-bottom:18px}
-h2{font-size:17px;margin:4px 0 12px;color:#12263a}
-table{border-collapse:collapse;font-size:13px;width:100%}
-th,td{border-bottom:1px solid #e4e8ee;padding:5px 8px;text-align:right;white-space:nowrap}
-th{background:#eef2f6;position:sticky;top:0} td.l,th.l{text-align:left}
-tr:hover td{background:#f7fafc}
-.warn{background:#fff6e0;border-color:#f0c36d} .warn li{font-size:13px}
-.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(520px,1fr));gap:16px}
-figure{margin:0} figure img{width:100%;height:auto;border:1px solid #e4e8ee}
-figcaption{font-size:12px;color:#4a5560;margin-top:4px} figcaption b{color:#1d232a}
-pre{background:#f3f5f8;padding:10px;font-size:12px;overflow:auto;max-height:420px}
-.note{font-size:12px;color:#4a5560}
-"""
+#: CSS pixels per inch of figure: every plot shows its text at the same size on the page
+#: (16 pt at 66 px/inch is about 15 px), whatever its width or the PNG resolution.
+_PX_PER_INCH = 66
+_L1_ACCEPT_RATE_HZ = 100e3
+_COLLISION_RATE_HZ = 40e6
 
 
-def _e(x: Any) -> str:
-    return html.escape(str(x), quote=True)
-
-
-def _fmt(x: Any, digits: int = 4) -> str:
-    if x is None:
-        return "–"
+def _num(x: Any, digits: int = 3) -> str:
+    if x is None or isinstance(x, str):
+        return "–" if x is None else x
     if isinstance(x, bool):
         return "yes" if x else "no"
-    if isinstance(x, float):
+    if isinstance(x, (int, float)):
         if x != x:
             return "–"
-        return f"{x:.{digits}g}"
+        return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
     return str(x)
 
 
-def _table(summary: dict[str, Any]) -> str:
-    from .evaluation import fpr_key
+def _rate(hz: Any) -> str:
+    if not isinstance(hz, (int, float)) or hz != hz:
+        return "–"
+    for unit, f in (("MHz", 1e6), ("kHz", 1e3)):
+        if hz >= f:
+            return f"{hz / f:.3g} {unit}"
+    return f"{hz:.3g} Hz"
 
-    fprs = summary.get("fprs", [])
-    head = ["Detector", "Signal", "N signal", "ROC AUC", "PR AUC"] + [f"TPR @ FPR {f:.0e}" for f in fprs] + [
-        "max SIC", "TPR @ thr", "Rate @ thr [kHz]", "µs / event"]
-    out = ["<table class='summary'><thead><tr>"]
-    out += [f"<th class='l'>{_e(h)}</th>" if i < 2 else f"<th>{_e(h)}</th>" for i, h in enumerate(head)]
-    out.append("</tr></thead><tbody>")
-    for r in summary.get("rows", []):
-        cells = [f"<td class='l'>{_e(r['detector'])}</td>", f"<td class='l'>{_e(r['signal'])}</td>",
-                 f"<td>{_e(r['n_signal'])}</td>",
-                 f"<td>{_fmt(r['auc'])} ± {_fmt(r['auc_err'], 2)}</td>", f"<td>{_fmt(r['pr_auc'], 3)}</td>"]
-        for f in fprs:
-            k = fpr_key(f)
-            if k not in r:
-                cells.append("<td>–</td>")
-                continue
-            star = "" if r.get(f"{k}_resolved", True) else "<sup title='not resolved by the background sample'>*</sup>"
-            cells.append(
-                f"<td title='interval {_fmt(r[f'{k}_low'], 3)}–{_fmt(r[f'{k}_high'], 3)}'>{_fmt(r[k], 3)}"
-                f" <small>[{_fmt(r[f'{k}_low'], 2)}, {_fmt(r[f'{k}_high'], 2)}]</small>{star}</td>"
-            )
-        cells.append(f"<td>{_fmt(r.get('max_sic', float('nan')), 3)}</td>")
-        cells.append(f"<td>{_fmt(r['tpr_at_threshold'], 3)}</td>" if "tpr_at_threshold" in r else "<td>–</td>")
-        rate = r.get("trigger_rate_hz")
-        cells.append(f"<td>{_fmt(rate / 1e3, 4)}</td>" if isinstance(rate, (int, float)) else "<td>–</td>")
-        cells.append(f"<td>{_fmt(r['time_per_event_us'], 3)}</td>" if r.get("time_per_event_us") else "<td>–</td>")
-        out.append("<tr>" + "".join(cells) + "</tr>")
-    out.append("</tbody></table>")
-    out.append(
-        "<p class='note'>ROC AUC ± its Hanley–McNeil standard error. TPR at a fixed background efficiency: the cut "
-        "keeps at most that fraction of background; brackets give the 68% Clopper–Pearson interval; * marks working "
-        "points with fewer than 10/FPR background events (not resolved). max SIC = max TPR/√FPR over points with at "
-        "least 10 background events. Rate at the detector's threshold = FPR × 40 MHz.</p>"
-    )
-    return "".join(out)
+
+def _fpr_text(f: float) -> str:
+    return f"{f:.0e}".replace("e-0", "e-")
+
+
+def _fpr_key(fpr: float) -> str:
+    mant, exp = f"{fpr:.0e}".split("e")
+    return f"tpr@{mant}e{int(exp)}"
+
+
+def _anchor(name: str) -> str:
+    return "det-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
+
+
+def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested configuration as ``(dotted.key, readable value)`` rows."""
+    rows: list[tuple[str, str]] = []
+    if isinstance(obj, Mapping):
+        if not obj and prefix:
+            return [(prefix, "–")]
+        for k, v in obj.items():
+            rows += _flatten(v, f"{prefix}.{k}" if prefix else str(k))
+        return rows
+    if isinstance(obj, (list, tuple)):
+        if all(not isinstance(v, (Mapping, list, tuple)) for v in obj):
+            return [(prefix, ", ".join(_num(v, 4) for v in obj) or "–")]
+        for i, v in enumerate(obj):
+            rows += _flatten(v, f"{prefix}[{i}]")
+        return rows
+    return [(prefix, _num(obj, 6))]
 
 
 def _img(out_dir: Path, rel: str) -> str | None:
@@ -105,28 +95,23 @@ def _img(out_dir: Path, rel: str) -> str | None:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def _agreement(summary: dict[str, Any]) -> str:
-    a = summary.get("agreement")
-    if not a:
-        return ""
-    dets = a["detectors"]
-    rows = ["<table><thead><tr><th class='l'></th>" + "".join(f"<th>{_e(d)}</th>" for d in dets) + "</tr></thead><tbody>"]
-    for i, d in enumerate(dets):
-        cells = "".join(
-            f"<td>{a['decision_agreement'][i][j]:.3f} / {a['rank_correlation'][i][j]:.2f}</td>" for j in range(len(dets))
-        )
-        rows.append(f"<tr><td class='l'>{_e(d)}</td>{cells}</tr>")
-    rows.append("</tbody></table>")
-    return (
-        f"<section><h2>Model agreement</h2>{''.join(rows)}<p class='note'>Each cell: fraction of signal events on which "
-        f"the two detectors agree, each cut at background efficiency {a['fpr']:.2g} / Spearman rank correlation of "
-        f"their scores on all events.</p></section>"
-    )
+def _rule_text(rule: Any) -> str:
+    if not rule:
+        return "–"
+    if isinstance(rule, Mapping):
+        if "percentile" in rule:
+            return f"{rule['percentile']:g}th percentile of the background scores"
+        if "sigma" in rule:
+            return f"mean + {rule['sigma']:g} σ of the background scores"
+        if "rate_hz" in rule:
+            return f"{_rate(rule['rate_hz'])} background rate"
+        if "fpr" in rule:
+            return f"background efficiency {rule['fpr']:g}"
+        return ", ".join(f"{k} = {v}" for k, v in rule.items())
+    return str(rule)
 
 
-def render_report(out_dir: str | os.PathLike[str]) -> str:
-    """The HTML text of the report of ``out_dir`` (which must hold ``metrics.json``)."""
-    out = Path(out_dir)
+def _load(out: Path) -> dict[str, Any]:
     mpath = out / "metrics.json"
     if not mpath.is_file():
         raise InputError(
@@ -138,47 +123,131 @@ def render_report(out_dir: str | os.PathLike[str]) -> str:
         raise InputError(f"{mpath}: not readable as JSON ({exc}). Re-run the evaluation.") from None
     if not isinstance(summary, dict) or "rows" not in summary:
         raise InputError(f"{mpath}: not a hepad metrics file (no 'rows'). Re-run the evaluation.")
+    return summary
+
+
+def _context(out: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    from markupsafe import Markup, escape
+
     kind = summary.get("kind", "evaluation")
-    dets = summary.get("detectors", [])
-    sigs = summary.get("signals", [])
-    title = f"hepad {kind}: {', '.join(dets)}"
-    parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
-        f"<header><h1>{_e(title)}</h1><p>{len(sigs)} signal(s): {_e(', '.join(sigs))} · created "
-        f"{_e(summary.get('created', ''))} · hepad {_e(summary.get('info', {}).get('versions', {}).get('hepad', ''))}</p></header><main>",
-        f"<section><h2>Summary</h2>{_table(summary)}</section>",
-    ]
-    warns = summary.get("warnings") or []
-    if warns:
-        parts.append("<section class='warn'><h2>Warnings</h2><ul>" + "".join(f"<li>{_e(w)}</li>" for w in warns)
-                     + "</ul></section>")
-    parts.append(_agreement(summary))
-    figs = []
-    for p in summary.get("plots", []):
-        uri = _img(out, p["file"])
-        if uri is None:
-            continue
-        figs.append(f"<figure><img src='{uri}' alt='{_e(p['title'])}'><figcaption><b>{_e(p['title'])}.</b> "
-                    f"{_e(p.get('caption', ''))}</figcaption></figure>")
-    if figs:
-        parts.append(f"<section><h2>Plots</h2><div class='plots'>{''.join(figs)}</div></section>")
-    info = summary.get("info", {})
-    for key, heading in (("config", "Configuration"), ("data", "Data provenance"), ("versions", "Versions")):
-        if info.get(key):
-            parts.append(f"<section><h2>{heading}</h2><pre>{_e(json.dumps(info[key], indent=2, default=str))}</pre></section>")
-    parts.append("</main></body></html>")
-    return "\n".join(parts)
+    dets = list(summary.get("detectors", []))
+    sigs = list(summary.get("signals", []))
+    fprs = list(summary.get("fprs", []))
+    crate = float(summary.get("collision_rate_hz") or _COLLISION_RATE_HZ)
+    info = summary.get("info", {}) or {}
+    results = summary.get("results", {}) or {}
+    warnings = list(summary.get("warnings") or [])
+
+    working_points = [{"fpr": f, "fpr_text": _fpr_text(f), "rate_text": _rate(f * crate)} for f in fprs]
+    rows = []
+    for r in summary.get("rows", []):
+        tprs = []
+        for f in fprs:
+            k = _fpr_key(f)
+            tprs.append({"value": _num(r.get(k)), "low": _num(r.get(f"{k}_low"), 2), "high": _num(r.get(f"{k}_high"), 2),
+                         "resolved": bool(r.get(f"{k}_resolved", True))} if k in r else
+                        {"value": "–", "low": "–", "high": "–", "resolved": True})
+        rows.append({"detector": r["detector"], "anchor": _anchor(str(r["detector"])), "signal": r["signal"],
+                     "n_signal": r.get("n_signal", "–"), "auc": _num(r.get("auc"), 4), "auc_err": _num(r.get("auc_err"), 2),
+                     "tprs": tprs, "max_sic": _num(r.get("max_sic")), "pr_auc": _num(r.get("pr_auc")),
+                     "time_us": _num(r.get("time_per_event_us"))})
+
+    plots = summary.get("plots", []) or []
+
+    def plots_of(section: str) -> Any:
+        parts = []
+        for p in plots:
+            if p.get("section", dets[0] if dets else "") != section:
+                continue
+            uri = _img(out, p["file"])
+            if uri is None:
+                continue
+            width = f" width='{round(float(p['width_in']) * _PX_PER_INCH)}'" if p.get("width_in") else ""
+            parts.append(
+                f"<figure><img src='{uri}' alt='{escape(p['title'])}'{width}>"
+                f"<figcaption><b>{escape(p['title'])}.</b> {escape(p.get('caption', ''))}</figcaption></figure>"
+            )
+        return Markup(f"<div class='plots'>{''.join(parts)}</div>") if parts else Markup("")
+
+    def has_section(section: str) -> bool:
+        return any(p.get("section") == section for p in plots)
+
+    detectors = []
+    det_configs = (info.get("config", {}) or {}).get("detectors") if kind == "comparison" else None
+    for d in dets:
+        r = results.get(d, {}) or {}
+        conv = r.get("convergence") or None
+        rate = r.get("threshold_rate_hz")
+        if conv:
+            training = (f"{conv['epochs']} epochs, best {conv['monitored'].replace('_', ' ')} at epoch "
+                        f"{conv['best_epoch']}" + ("" if conv["converged"] else " (the last one: not converged)"))
+        else:
+            training = "no training history (not a trained network)"
+        t = r.get("time_per_event_s")
+        cfg = (det_configs or {}).get(d) if det_configs else (info.get("config") or {})
+        detectors.append({
+            "name": d, "anchor": _anchor(d), "threshold": _num(r.get("threshold"), 5),
+            "rule": _rule_text(r.get("threshold_rule")), "rate": _rate(rate),
+            "rate_flag": isinstance(rate, (int, float)) and rate > _L1_ACCEPT_RATE_HZ,
+            "training": training, "unconverged": bool(conv and not conv["converged"]),
+            "time": "–" if not t else f"{t * 1e6:.3g} µs per event (batched, this CPU)",
+            "warnings": [w for w in warnings if w.startswith(f"{d}:")],
+            "config": _flatten(cfg or {}),
+        })
+
+    agreement = None
+    a = summary.get("agreement")
+    if a:
+        ad = a["detectors"]
+        agreement = {"detectors": ad, "fpr": _num(a["fpr"], 2), "rows": [
+            {"name": n, "cells": [f"{a['decision_agreement'][i][j]:.3f} / {a['rank_correlation'][i][j]:.2f}"
+                                  for j in range(len(ad))]} for i, n in enumerate(ad)]}
+
+    config = info.get("config", {}) or {}
+    if kind == "comparison":
+        config = {k: v for k, v in config.items() if k != "detectors"}
+    data = info.get("data", {}) or {}
+    samples, columns = [], []
+    entries = ([("Background", data.get("background") or {})] if data.get("background") else []) + [
+        (f"Signal: {n}", v or {}) for n, v in (data.get("signals") or {}).items()]
+    for name, d in entries:
+        fields = {k: _num(v, 6) for k, v in d.items() if k != "n_events"}
+        columns += [k for k in fields if k not in columns]
+        samples.append({"name": name, "n_events": _num(d.get("n_events")), "fields": fields})
+    n_bkg = (data.get("background") or {}).get("n_events")
+
+    sections = [{"id": "summary", "name": "Summary"}]
+    if agreement:
+        sections.append({"id": "comparison", "name": "Comparison"})
+    if has_section("Inputs"):
+        sections.append({"id": "inputs", "name": "Inputs"})
+    sections += [{"id": d["anchor"], "name": d["name"]} for d in detectors]
+    sections.append({"id": "provenance", "name": "Provenance"})
+
+    return {
+        "title": f"hepad {kind}: {', '.join(dets)}", "signals": sigs, "created": summary.get("created", ""),
+        "hepad_version": (info.get("versions") or {}).get("hepad", ""),
+        "n_background_text": f"{n_bkg:,} background events" if isinstance(n_bkg, int) else "background",
+        "collision_rate": _rate(crate), "working_points": working_points, "rows": rows, "warnings": warnings,
+        "agreement": agreement, "detectors": detectors, "sections": sections, "plots_of": plots_of,
+        "has_section": has_section, "config": _flatten(config), "samples": samples, "sample_columns": columns,
+        "versions": _flatten(info.get("versions") or {}),
+    }
+
+
+def render_report(out_dir: str | os.PathLike[str]) -> str:
+    """The HTML text of the report of ``out_dir`` (which must hold ``metrics.json``)."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    out = Path(out_dir)
+    summary = _load(out)
+    env = Environment(loader=PackageLoader("hepad", "templates"), autoescape=select_autoescape(["html", "j2"]),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return env.get_template("report.html.j2").render(**_context(out, summary))
 
 
 def write_report(out_dir: str | os.PathLike[str], path: str | os.PathLike[str] | None = None) -> Path:
     """Write ``report.html`` (or ``path``) for the evaluation in ``out_dir``; returns its path."""
     text = render_report(out_dir)
     target = Path(path) if path is not None else Path(out_dir) / "report.html"
-    with atomic_path(target, suffix=".html") as tmp:
-        tmp.write_text(text, encoding="utf-8")
-        from .evaluation import _readable
-
-        _readable(tmp)
-    return target
+    return write_text(target, text)

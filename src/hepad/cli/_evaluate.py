@@ -38,11 +38,11 @@ def _fprs(values: Optional[list[float]]) -> tuple[float, ...]:
 
 
 def _signals(specs: list[str]) -> dict[str, str]:
-    from ..evaluation import _split_signal
+    from ..evaluation import split_signal_spec
 
     out: dict[str, str] = {}
     for spec in specs:
-        name, path = _split_signal(spec)
+        name, path = split_signal_spec(spec)
         if name in out:
             raise ConfigError(f"--signal: the name {name!r} is given twice; name them with NAME=FILE.")
         out[name] = path
@@ -51,9 +51,9 @@ def _signals(specs: list[str]) -> dict[str, str]:
 
 def print_table(rows: list[dict[str, Any]], fprs: tuple[float, ...], title: str = "") -> None:
     """The metrics table on stdout (rich)."""
-    from ..evaluation import iter_rows_text, table_header
-
     from rich import box
+
+    from ._tables import iter_rows_text, table_header
 
     table = Table(title=title or None, header_style="bold", show_lines=False, box=box.SIMPLE_HEAD, pad_edge=False)
     for i, h in enumerate(table_header(fprs)):

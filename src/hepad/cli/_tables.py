@@ -1,0 +1,31 @@
+"""Text of the metrics table printed by ``hepad evaluate``, ``compare`` and the demo."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from ..evaluation import fpr_key
+
+
+def table_header(fprs: Sequence[float]) -> list[str]:
+    """Column titles matching :func:`iter_rows_text`."""
+    return ["Detector", "Signal", "ROC AUC"] + [f"TPR@{f:.0e}".replace("e-0", "e-") for f in fprs] + ["maxSIC", "µs/evt"]
+
+
+def iter_rows_text(rows: Iterable[Mapping[str, Any]], fprs: Sequence[float]) -> list[list[str]]:
+    """Rows formatted for a terminal table: detector, signal, AUC±err, TPRs (* = unresolved), max SIC, µs/event."""
+    out = []
+    for r in rows:
+        cells = [str(r["detector"]), str(r["signal"]), f"{r['auc']:.3f}±{r['auc_err']:.3f}"]
+        for f in fprs:
+            k = fpr_key(f)
+            if k in r:
+                mark = "" if r[f"{k}_resolved"] else "*"
+                cells.append(f"{r[k]:.3f}{mark}")
+            else:
+                cells.append("-")
+        cells.append("-" if r["max_sic"] != r["max_sic"] else f"{r['max_sic']:.2f}")
+        cells.append(f"{r['time_per_event_us']:.3g}" if r.get("time_per_event_us") else "-")
+        out.append(cells)
+    return out
