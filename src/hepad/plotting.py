@@ -47,7 +47,6 @@ __all__ = [
     "physics_features",
     "slot_contributions",
     "L1_ACCEPT_RATE_HZ",
-    "COLLISION_RATE_HZ",
 ]
 
 EXPERIMENTS = ("CMS", "ATLAS", "LHCb", "ALICE")
@@ -62,14 +61,6 @@ FONT_SIZE = 16
 LABEL_GID = "hepad-experiment-label"
 _BKG_COLOR = "0.35"
 _MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*")
-
-
-def __getattr__(name: str) -> Any:
-    if name == "COLLISION_RATE_HZ":
-        from .metrics import COLLISION_RATE_HZ
-
-        return COLLISION_RATE_HZ
-    raise AttributeError(f"module 'hepad.plotting' has no attribute {name!r}")
 
 
 @contextlib.contextmanager
