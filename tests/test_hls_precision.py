@@ -177,3 +177,16 @@ def test_cli_export_hls_prints_the_estimate_table(planted, tmp_path, monkeypatch
                           "--no-compile", "--precision", "ap_fixed<16,6,AP_BOGUS>")
     assert code != 0 and "not a type hls4ml accepts" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "prj2").exists()
+
+
+@pytest.mark.slow
+def test_precision_scan_rows_per_design_and_signal(planted, tmp_path, tiny_dataset):
+    from hepad.export import precision_scan
+
+    det, va, te = planted
+    sig = _plant(hepad.read_events(tiny_dataset["ato4l"]))
+    rows = precision_scan(det, te, {"ato4l": sig}, tmp_path, total_bits=(10, 16), data=va, fpr=0.05)
+    assert [(r["precision"], r["signal"]) for r in rows] == [("auto<10>", "ato4l"), ("auto<16>", "ato4l")]
+    assert rows[1]["corr"] >= rows[0]["corr"] - 1e-6 and rows[1]["corr"] >= 0.999
+    assert rows[0]["dsp"] < rows[1]["dsp"]
+    assert all(r["auc_float"] == rows[0]["auc_float"] for r in rows)

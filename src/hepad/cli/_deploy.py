@@ -202,26 +202,32 @@ def export_hls_scan_cmd(
     background: Path = typer.Option(..., "--background", "-b", help="Background events (held out).", show_default=False),
     signal_files: list[str] = typer.Option(..., "--signal", "-s", help="Signal events as NAME=FILE, or just FILE (named by its stem); repeatable.", show_default=False),
     output: Path = typer.Option(..., "--output", "-o", help="Folder for scan.json, scan.csv, scan.png and the projects.", show_default=False),
+    total_bits: str = typer.Option(
+        "8,10,12,14,16,18,20", "--total-bits", help="Comma-separated bit budgets of the per-layer types sized on --background."
+    ),
     precisions: Optional[str] = typer.Option(
-        None, "--precisions", help="Comma-separated types, e.g. 'ap_fixed<10,6>,ap_fixed<16,6>' (default: W=8..24, I=6)."
+        None, "--precisions", help="Scan uniform types instead, e.g. 'ap_fixed<10,6>,ap_fixed<16,6>'."
     ),
     max_events: int = typer.Option(5000, "--max-events", min=100, help="Events per file (the C simulation runs ~2k events/s)."),
     fpr: float = typer.Option(1e-4, "--fpr", help="Background efficiency of the TPR working point."),
     force: bool = typer.Option(False, "--force", help="Write into an existing non-empty output folder."),
 ) -> None:
-    """Precision scan: total bits vs AUC and TPR loss relative to the float model, per signal.
+    """Precision scan: total bits vs AUC and TPR at --fpr per signal, float as reference; table + plot.
 
-    Example: hepad export hls-scan model/ -b sm_test.h5 -s ato4l=ato4l.h5 -o scan/ --precisions 'ap_fixed<10,6>,ap_fixed<16,6>'
+    Each design's per-layer types are sized on the background (as `hepad export hls --data`);
+    the table also lists the resource estimate of each design.
+
+    Example: hepad export hls-scan model/ -b sm_test.h5 -s ato4l=ato4l.h5 -o scan/ --total-bits 8,12,16 --fpr 1e-3
     """
     from ._evaluate import _signals
 
     named = _signals(signal_files)
     with writing(output, kind="dir", inputs=[model, background, *named.values()], force=force,
                  what="scan folder"):
-        _hls_scan(model, background, named, output, precisions, max_events, fpr)
+        _hls_scan(model, background, named, output, precisions, total_bits, max_events, fpr)
 
 
-def _hls_scan(model, background, named, output, precisions, max_events, fpr):
+def _hls_scan(model, background, named, output, precisions, total_bits, max_events, fpr):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -229,16 +235,22 @@ def _hls_scan(model, background, named, output, precisions, max_events, fpr):
 
     import hepad
     from .._atomic import atomic_path
-    from ..export.hls import SCAN_PRECISIONS, plot_precision_scan, precision_scan
+    from ..export.hls import plot_precision_scan, precision_scan
 
     det = hepad.load(model)
     sigs = {name: hepad.read_events(path, entry_range=(0, max_events)) for name, path in named.items()}
     bkg = hepad.read_events(background, entry_range=(0, max_events))
-    precs = tuple(re.findall(r"ap_u?fixed<[^>]*>", precisions.replace(" ", ""))) if precisions else SCAN_PRECISIONS
-    if not precs:
+    precs = tuple(re.findall(r"ap_u?fixed<[^>]*>", precisions.replace(" ", ""))) if precisions else None
+    if precisions and not precs:
         raise ConfigError(f"--precisions {precisions!r}: list types like 'ap_fixed<10,6>,ap_fixed<16,6>'.")
+    try:
+        bits = tuple(int(b) for b in total_bits.replace(" ", "").split(",") if b)
+    except ValueError:
+        raise ConfigError(f"--total-bits {total_bits!r}: list integers like 8,12,16.") from None
+    if not bits or any(not 4 <= b <= 32 for b in bits):
+        raise ConfigError(f"--total-bits {total_bits!r}: list integers in 4..32, like 8,12,16.")
     with err_console.status("scanning precisions...") as status:
-        rows = precision_scan(det, bkg, sigs, output / "projects", precisions=precs, fpr=fpr,
+        rows = precision_scan(det, bkg, sigs, output / "projects", precisions=precs, total_bits=bits, fpr=fpr,
                               progress=lambda i, n, p: status.update(f"scanned {p} ({i}/{n})"))
     output.mkdir(parents=True, exist_ok=True)
     with atomic_path(output / "scan.json") as tmp:
@@ -255,13 +267,13 @@ def _hls_scan(model, background, named, output, precisions, max_events, fpr):
     from rich.table import Table
 
     table = Table(title=f"hls4ml precision scan (TPR at FPR {fpr:g})")
-    for col in ("precision", "signal", "AUC", "AUC loss", "TPR", "TPR loss", "corr"):
+    for col in ("precision", "signal", "AUC", "float", "TPR", "float", "corr", "DSP", "cycles"):
         table.add_column(col, no_wrap=True)
     for r in rows:
-        table.add_row(r["precision"], r["signal"], f"{r['auc']:.4f}", f"{r['auc_loss']:+.4f}", f"{r['tpr']:.4f}",
-                      f"{r['tpr_loss']:+.4f}", f"{r['corr']:.5f}")
+        table.add_row(r["precision"], r["signal"], f"{r['auc']:.4f}", f"{r['auc_float']:.4f}", f"{r['tpr']:.4f}",
+                      f"{r['tpr_float']:.4f}", f"{r['corr']:.5f}", f"{r['dsp']:,}", str(r["latency_cycles"]))
     console.print(table)
-    console.print(f"wrote {output / 'scan.json'}, scan.csv, scan.png")
+    console.print(f"DSP and cycles: estimate (analytic); wrote {output / 'scan.json'}, scan.csv, scan.png", soft_wrap=True)
 
 
 # ---------------------------------------------------------------------- trigger
