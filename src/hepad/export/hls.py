@@ -6,12 +6,17 @@ The FPGA network is a plain ``nn.Sequential`` of ``Linear`` and activation layer
 detector's ``export_module()``:
 
 - batch norm (eval mode) is folded into the Linear before it, dropout is dropped;
-- with ``fold_preprocessing=True`` (the default) the standard scaling ``z = (x - offset) / scale``
-  (and a phi-drop column selection) is folded into the first Linear's weights and bias, so the
-  FPGA takes the **raw** inputs (57 for ADC2021: pT, eta, phi of 19 slots) at
-  ``input_precision`` (wide enough for pT in GeV). Non-affine preprocessing (``log_pt``) cannot be
-  folded: then the inputs must arrive scaled (``fold_preprocessing=False``), as CMS's L1 trigger
-  does with its own input conversion.
+- with ``fold_preprocessing=True`` (the default) the FPGA takes the **raw** inputs (57 for
+  ADC2021: pT, eta, phi of 19 slots) and its first layer is the standard scaling
+  ``z = (x - offset) / scale``, a ``BatchNorm1d`` (hls4ml ``BatchNormalization``) with its own
+  fixed-point types. The scaling is *not* folded into the first Linear's weights: where a
+  feature's spread is tiny that makes weights ~1/spread that no single fixed-point type holds
+  (``scaling="fold"`` keeps the old behaviour for comparison). Non-affine preprocessing
+  (``log_pt``) needs scaled inputs (``fold_preprocessing=False``), as CMS's L1 trigger does
+  with its own input conversion.
+- every layer's types come from the user's events (``data=``, :mod:`hepad.export._precision`);
+  the threshold is recomputed on the C-simulated background scores; parity against float is
+  :mod:`hepad.export._parity`, resources :mod:`hepad.export._resources`.
 - the network outputs:
 
   ========================  ============================  ======================================
