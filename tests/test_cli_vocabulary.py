@@ -168,3 +168,10 @@ def test_help_paragraphs_are_reflowed_not_cut_at_the_source_wrap(capsys):
     from hepad.cli._app import _reflow
 
     assert _reflow("A b\n    c d.\n\n    - item\n    - item two\n\n    Example: x") == "A b c d.\n\n- item\n- item two\n\nExample: x"
+
+
+@pytest.mark.parametrize("args, new", [(["score", "-w", "2", "m", "x.h5"], "-j/--workers"),
+                                       (["stream", "x.h5", "--to", "zmq:tcp://127.0.0.1:1", "--batch", "5"], "--batch-size")])
+def test_a_renamed_option_says_its_new_spelling(capsys, args, new):
+    code, err = _usage(capsys, *args)
+    assert code == 2 and f"It is now {new}" in err

@@ -33,13 +33,25 @@ def _click_exceptions():
     return ce
 
 
+#: options renamed for one vocabulary across commands (issue 16): old spelling -> new one
+RENAMED = {"-w": "-j/--workers", "--batch": "--batch-size"}
+
+
 def _usage_error(exc) -> int:
     """The usage line, the error on one line, and a hint; exit 2."""
     ce = _click_exceptions()
     ctx = getattr(exc, "ctx", None)
     msg = exc.format_message().replace("\n", " ")
     hint = ""
-    if isinstance(exc, ce.NoSuchOption) and getattr(exc, "possibilities", None):
+    if isinstance(exc, ce.NoSuchOption) and exc.option_name in RENAMED and ctx is not None:
+        new = RENAMED[exc.option_name]
+        names = {o for p in ctx.command.params for o in p.opts}
+        if new.split("/")[-1] in names:
+            msg = f"No such option: {exc.option_name}."
+            hint = f" It is now {new} (one spelling in every command)."
+    if hint:
+        pass
+    elif isinstance(exc, ce.NoSuchOption) and getattr(exc, "possibilities", None):
         msg = f"No such option: {exc.option_name}."
         hint = f" Did you mean {', '.join(sorted(exc.possibilities))}?"
     elif isinstance(exc, ce.NoSuchOption) and ctx is not None:
@@ -52,6 +64,8 @@ def _usage_error(exc) -> int:
 
         name = msg.split("'")[1] if "'" in msg else ""
         hint = closest(name, ctx.command.list_commands(ctx))
+    if not msg.rstrip().endswith((".", "?", "!")):
+        msg = msg.rstrip() + "."
     if ctx is not None:
         print(ctx.get_usage(), file=sys.stderr)
         help_opt = ctx.help_option_names[0] if ctx.help_option_names else "--help"
