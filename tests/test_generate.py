@@ -21,11 +21,10 @@ from hepad.generate._simulation import PileupPool, _apply_fakes, _pad, overlay_p
 from hepad.io import read_events
 
 
-def _sample(process: str, n: int, seed: int = 3, **kw):
+def _sample(process: str, n: int, seed: int = 3, pileup: float = 0.0):
     """Run one in-memory chunk (objects + lepton charges), without files."""
     _, comps = resolve_components(process, n, None)
-    specs = plan_chunks(comps, seed, 10**6, SimulationConfig().to_dict(), kw.get("pileup", 0.0),
-                        kw.get("pool", 20), Path("unused"))
+    specs = plan_chunks(comps, seed, 10**6, SimulationConfig().to_dict(), pileup, Path("unused"))
     return run_chunk(specs[0])
 
 
@@ -73,7 +72,8 @@ def test_ato4l_has_more_leptons_than_w(samples):
     def leptons(o):
         return _n(o, L.ELECTRON_SLOTS) + _n(o, L.MUON_SLOTS)
 
-    assert leptons(samples["ato4l"].objects).mean() > leptons(samples["w"].objects).mean() + 1
+    # With the Delphes-CMS efficiencies (none below 10 GeV) the soft A -> 4l leptons are often lost.
+    assert leptons(samples["ato4l"].objects).mean() > leptons(samples["w"].objects).mean() + 0.5
 
 
 @pytest.mark.parametrize("name", ["z", "w", "ttbar", "ato4l"])
@@ -128,7 +128,7 @@ def test_pileup_overlay_rotates_and_counts():
     rng = np.random.default_rng(1)
     pool = PileupPool(px=np.array([3.0, 0.0, 1.0]), py=np.array([4.0, 2.0, 0.0]), pz=np.array([1.0, 1.0, 1.0]),
                       e=np.array([6.0, 3.0, 2.0]), charge=np.array([1.0, 0.0, -1.0]), offsets=np.array([0, 2, 3]))
-    ev, px, py, pz, e, q = overlay_pileup(pool, 20.0, 200, rng)
+    ev, px, py, pz, e, q, _pid = overlay_pileup(pool, 20.0, 200, rng)
     counts = np.bincount(ev, minlength=200)
     assert 20 * 1.5 * 0.9 < counts.mean() < 20 * 1.5 * 1.1  # pool events hold 1.5 particles on average
     pt = np.hypot(px, py)
@@ -144,14 +144,16 @@ def test_pad_orders_and_truncates():
 
 
 def test_simulation_config_rejects_unknown_keys():
-    with pytest.raises(ConfigError, match="isolation_max"):
-        SimulationConfig.from_dict({"isolation_maxx": 0.3})
-    assert SimulationConfig.from_dict({"isolation_max": 0.2}).isolation_max == 0.2
+    with pytest.raises(ConfigError, match="muon_isolation_max"):
+        SimulationConfig.from_dict({"muon_isolation_maxx": 0.3})
+    assert SimulationConfig.from_dict({"muon_isolation_max": 0.2}).muon_isolation_max == 0.2
+    with pytest.raises(ConfigError, match="jet_radius must be a number"):
+        SimulationConfig.from_dict({"jet_radius": "wide"})
 
 
 def test_pileup_adds_activity():
     base = _sample("z", 12, seed=5)
-    pu = _sample("z", 12, seed=5, pileup=40.0, pool=10)
+    pu = _sample("z", 12, seed=5, pileup=40.0)
     ht = lambda o: o[:, L.JET_SLOTS, 0].sum(1).mean()  # noqa: E731
     assert ht(pu.objects) > ht(base.objects)
 
@@ -239,7 +241,7 @@ def test_user_card_runs_through_same_simulation(tmp_path):
 def test_build_dataset_tiny_and_reuse(tmp_path, monkeypatch):
     sizes = {"sm_train.h5": 8, "sm_val.h5": 3, "sm_test.h5": 3, "ato4l.h5": 3, "lq-btau.h5": 3,
              "h0-tautau.h5": 2, "hplus-taunu.h5": 2}
-    paths = build_dataset("tiny", tmp_path, workers=0, sizes=sizes)
+    paths = build_dataset("tiny", tmp_path, workers=0, sizes=sizes, pileup=0)
     expected = {"sm_train", "sm_val", "sm_test", "ato4l", "lq-btau", "h0-tautau", "hplus-taunu"}
     assert set(paths) == expected
     for stem, path in paths.items():
@@ -259,13 +261,13 @@ def test_build_dataset_tiny_and_reuse(tmp_path, monkeypatch):
     for c in comps.values():
         assert c["n_generated"] >= c["n_accepted"] > 0 and c["sigma_gen_pb"] > 0 and c["card_lines"]
     assert "fake_model" in comps["qcd"] and comps["qcd"]["n_faked"] > 0
-    assert ev.provenance["pythia_version"] and ev.provenance["simulation"]["isolation_max"] == 0.45
+    assert ev.provenance["pythia_version"] and ev.provenance["simulation"]["electron_isolation_max"] == 0.12
 
     def boom(spec):
         raise AssertionError("a valid file was regenerated")
 
     monkeypatch.setattr(_engine, "run_chunk", boom)
-    again = build_dataset("tiny", tmp_path, workers=0, sizes=sizes)
+    again = build_dataset("tiny", tmp_path, workers=0, sizes=sizes, pileup=0)
     assert again == paths
     with pytest.raises(ConfigError, match="tiny"):
         build_dataset("tinny", tmp_path)

@@ -52,7 +52,7 @@ def generate_cmd(
     scheduler: Optional[str] = typer.Option(
         None, "--scheduler", help="Address of a running Dask scheduler (tcp://host:8786), or 'inline'."
     ),
-    pileup: float = typer.Option(0.0, "--pileup", help="Mean number of pileup interactions overlaid."),
+    pileup: float = typer.Option(20.0, "--pileup", help="Mean number of pileup interactions overlaid (ADC2021: 20; 0: none)."),
     card: Optional[Path] = typer.Option(None, "--card", help="Pythia settings file of your own process."),
     chunk_size: int = typer.Option(500, "--chunk-size", help="Accepted events per chunk (resume unit)."),
     list_processes: bool = typer.Option(False, "--list", help="List the process catalogue and exit."),
@@ -97,7 +97,7 @@ def generate_cmd(
 
 @dataset_app.command("build")
 def dataset_build_cmd(
-    size: str = typer.Option("small", "--size", help="tiny, small, medium or large."),
+    size: str = typer.Option("small", "--size", help="demo, tiny, small, medium or large."),
     directory: Optional[Path] = typer.Option(
         None, "--dir", help="Output folder (default: $HEPAD_DATA_DIR or ~/.cache/hepad/datasets/SIZE)."
     ),

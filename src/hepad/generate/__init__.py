@@ -15,7 +15,7 @@ from __future__ import annotations
 from ._catalogue import CATALOGUE, PROCESS_NAMES, SM_MIX, Process, get_process
 from ._dataset import DATASET_FILES, DATASET_SIZES, build_dataset, default_dataset_dir
 from ._engine import DEFAULT_CHUNK_SIZE, derive_seed, generate
-from ._simulation import FakeModel, Resolution, SimulationConfig
+from ._simulation import DETECTOR, FakeModel, SimulationConfig, lepton_efficiency
 
 __all__ = [
     "CATALOGUE",
@@ -31,6 +31,7 @@ __all__ = [
     "DATASET_FILES",
     "DATASET_SIZES",
     "SimulationConfig",
-    "Resolution",
+    "DETECTOR",
+    "lepton_efficiency",
     "FakeModel",
 ]

@@ -6,13 +6,15 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from .._atomic import atomic_path
 from .._version import __version__
 from ..errors import ConfigError, closest
-from ._engine import DEFAULT_CHUNK_SIZE, ProgressCallback, prepare_job, run_jobs
+from ._engine import DEFAULT_CHUNK_SIZE, DEFAULT_PILEUP, ProgressCallback, prepare_job, run_jobs
+from ._simulation import SIMULATION_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +30,11 @@ DATASET_FILES: dict[str, tuple[str, int]] = {
 }
 _SIGNALS = ("ato4l.h5", "lq-btau.h5", "h0-tautau.h5", "hplus-taunu.h5")
 
-#: Accepted events per file. ``small`` is what ``make demo`` uses (about 10 minutes on 2 cores).
+#: Accepted events per file. ``demo`` is shipped in ``examples/demo-data/`` and used by ``make demo``.
 DATASET_SIZES: dict[str, dict[str, int]] = {
+    # demo: 10,000 SM test events resolve FPR 1e-3 (10 events above the threshold).
+    "demo": {"sm_train.h5": 6_000, "sm_val.h5": 2_000, "sm_test.h5": 10_000,
+             "ato4l.h5": 600, "lq-btau.h5": 600, "h0-tautau.h5": 600, "hplus-taunu.h5": 600},
     # tiny serves the test suite (and CI, 2 cores): the slow tau signals are kept smallest.
     "tiny": {"sm_train.h5": 400, "sm_val.h5": 200, "sm_test.h5": 200,
              "ato4l.h5": 200, "lq-btau.h5": 150, "h0-tautau.h5": 100, "hplus-taunu.h5": 60},
@@ -50,8 +55,9 @@ def default_dataset_dir(size: str) -> Path:
     return Path.home() / ".cache" / "hepad" / "datasets" / size
 
 
-def _valid(path: Path, process: str, n_events: int, seed: int) -> bool:
-    """A finished file of this process, seed and size (anything else is regenerated)."""
+def _valid(path: Path, process: str, n_events: int, seed: int, pileup: float) -> bool:
+    """A finished file of this process, seed, size, pileup and simulation version (anything else
+    is regenerated)."""
     import h5py
 
     if not path.is_file():
@@ -63,6 +69,8 @@ def _valid(path: Path, process: str, n_events: int, seed: int) -> bool:
                 f["Particles"].shape == (n_events, 19, 4)
                 and prov.get("process") == process
                 and prov.get("seed") == seed
+                and prov.get("simulation_version") == SIMULATION_VERSION
+                and float((prov.get("pileup") or {}).get("mu", 0.0)) == float(pileup)
             )
     except Exception:
         return False
@@ -78,6 +86,7 @@ def build_dataset(
     scheduler: str | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     sizes: Mapping[str, int] | None = None,
+    pileup: float = DEFAULT_PILEUP,
 ) -> dict[str, Path]:
     """Build (or reuse) the default benchmark dataset.
 
@@ -101,12 +110,15 @@ def build_dataset(
         Accepted events per chunk.
     sizes : mapping, optional
         Override the number of events of some files (e.g. for tests).
+    pileup : float
+        Mean number of pileup interactions (default 20, as ADC2021).
 
     Returns
     -------
     dict
         File stem (``"sm_train"``, ``"ato4l"``, ...) -> path, for every file of the dataset.
-        Existing valid files are kept, so a second call costs nothing.
+        Existing valid files are kept, so a second call costs nothing. Concurrent callers on
+        one folder are serialised by a lock file (``.build.lock``): the second waits, then reuses.
     """
     if size not in DATASET_SIZES:
         raise ConfigError(
@@ -115,6 +127,29 @@ def build_dataset(
     t0 = time.perf_counter()
     directory = Path(directory) if directory is not None else default_dataset_dir(size)
     directory.mkdir(parents=True, exist_ok=True)
+    with _folder_lock(directory):
+        return _build_locked(size, directory, workers, progress, extra, scheduler, chunk_size, sizes,
+                             float(pileup), t0)
+
+
+@contextmanager
+def _folder_lock(directory: Path) -> Iterator[None]:
+    """An exclusive fcntl lock on ``directory/.build.lock`` (blocks until free)."""
+    import fcntl
+
+    with open(directory / ".build.lock", "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("%s: another process is building this dataset; waiting for it", directory)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _build_locked(size, directory, workers, progress, extra, scheduler, chunk_size, sizes, pileup, t0):
     counts = dict(DATASET_SIZES[size])
     files = dict(DATASET_FILES)
     for i, (name, card) in enumerate(sorted((extra or {}).items())):
@@ -133,16 +168,20 @@ def build_dataset(
     for fname, (process, seed) in files.items():
         path = directory / fname
         card = cards.get(fname)
-        if _valid(path, process, counts[fname], seed):
+        if _valid(path, process, counts[fname], seed, pileup):
             reused.append(fname)
             continue
-        jobs.append(prepare_job(process, counts[fname], path, seed=seed, card=card, chunk_size=chunk_size))
+        jobs.append(prepare_job(process, counts[fname], path, seed=seed, card=card, chunk_size=chunk_size,
+                                pileup=pileup))
     if reused:
         log.info("%s: reusing %s", directory, ", ".join(reused))
     run_jobs(jobs, workers=workers, scheduler=scheduler, progress=progress)
     wall = time.perf_counter() - t0
-
+    result = {f.rsplit(".", 1)[0]: directory / f for f in files}
     meta_path = directory / "dataset.json"
+    if not jobs and meta_path.is_file():  # nothing built: leave the record (and a shipped folder) as is
+        return result
+
     meta = {}
     if meta_path.is_file():
         try:
@@ -156,6 +195,8 @@ def build_dataset(
     meta = {
         "size": size,
         "hepad_version": __version__,
+        "simulation_version": SIMULATION_VERSION,
+        "pileup": pileup,
         "files": {f: {"process": p, "seed": s, "n_events": counts[f]} for f, (p, s) in files.items()},
         "chunk_size": chunk_size,
         "wall_s": round(wall, 1),
@@ -166,4 +207,4 @@ def build_dataset(
     }
     with atomic_path(meta_path, suffix=".json.tmp") as tmp:
         tmp.write_text(json.dumps(meta, indent=2))
-    return {f.rsplit(".", 1)[0]: directory / f for f in files}
+    return result

@@ -22,14 +22,15 @@ from ..errors import ConfigError, GenerationError
 from ..events import EventSet
 from . import _pythia
 from ._catalogue import CATALOGUE, SM_MIX, get_process, split_counts
-from ._simulation import FakeModel, PileupPool, SimulationConfig, simulate_batch
+from ._simulation import SIMULATION_VERSION, FakeModel, detector_table, PileupSource, SimulationConfig, simulate_batch
 
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
 
 DEFAULT_CHUNK_SIZE = 500
-DEFAULT_PILEUP_POOL = 200
+#: Mean number of pileup interactions overlaid by default (ADC2021 is PU20).
+DEFAULT_PILEUP = 20.0
 #: A chunk gives up when this many events in a row gave nothing.
 ZERO_ACCEPT_LIMIT = 5000
 MINBIAS_CARD = ((0, "SoftQCD:nonDiffractive = on"),)
@@ -53,8 +54,7 @@ class ChunkSpec:
     seed: int
     simulation: dict
     fake_model: dict | None = None
-    pileup: float = 0.0
-    pileup_pool_size: int = DEFAULT_PILEUP_POOL
+    pileup: float = DEFAULT_PILEUP
     path: str | None = None
 
     @property
@@ -74,19 +74,9 @@ class ChunkResult:
     stats: dict = field(default_factory=dict)
 
 
-def _pileup_pool(spec: ChunkSpec) -> PileupPool:
-    from ._simulation import INVISIBLE_IDS, final_state
-
+def _pileup_source(spec: ChunkSpec, sim: SimulationConfig) -> PileupSource:
     run = _pythia.PythiaRun(MINBIAS_CARD, "pileup (SoftQCD:nonDiffractive)", derive_seed(spec.seed, "pileup"))
-    batch = run.next_batch(spec.pileup_pool_size)
-    n, ev, pid, px, py, pz, e = final_state(batch)
-    keep = ~np.isin(np.abs(pid), INVISIBLE_IDS)
-    ev = ev[keep]
-    counts = np.bincount(ev, minlength=n)
-    return PileupPool(
-        px=px[keep], py=py[keep], pz=pz[keep], e=e[keep], charge=run.charges(pid[keep]),
-        offsets=np.concatenate([[0], np.cumsum(counts)]),
-    )
+    return PileupSource(run, int(sim.pileup_max_reuse))
 
 
 def run_chunk(spec: ChunkSpec) -> ChunkResult:
@@ -95,7 +85,8 @@ def run_chunk(spec: ChunkSpec) -> ChunkResult:
     sim = SimulationConfig.from_dict(spec.simulation)
     fake = FakeModel(**spec.fake_model) if spec.fake_model else None
     run = _pythia.PythiaRun(spec.card_lines, spec.origin, spec.seed)
-    pileup = (_pileup_pool(spec), spec.pileup) if spec.pileup > 0 else None
+    source = _pileup_source(spec, sim) if spec.pileup > 0 else None
+    pileup = (source, spec.pileup) if source is not None else None
     rng = np.random.default_rng([spec.seed, 20210])
     parts: list = []
     n_acc = n_gen = 0
@@ -104,7 +95,7 @@ def run_chunk(spec: ChunkSpec) -> ChunkResult:
         batch = run.next_batch(batch_n)
         if len(batch) == 0:
             raise GenerationError(f"{spec.origin}: Pythia returned no events (see the logged Pythia errors).")
-        res = simulate_batch(batch, run.charges, sim, rng, fake_model=fake, pileup=pileup)
+        res = simulate_batch(batch, run.particle_info, sim, rng, fake_model=fake, pileup=pileup)
         idx = np.flatnonzero(res.passed)
         need = spec.n_events - n_acc
         if len(idx) >= need:
@@ -133,10 +124,20 @@ def run_chunk(spec: ChunkSpec) -> ChunkResult:
         "n_faked": int(faked.sum()),
         "sigma_gen_pb": sigma,
         "sigma_err_pb": sigma_err,
-        "pythia_errors": dict(run.problems),
+        "pythia_errors": _merge_counts(run.problems, source.run.problems if source else {}),
+        "pileup_minbias_generated": source.n_generated if source else 0,
+        "pileup_overlaid": source.n_overlaid if source else 0,
         "wall_s": round(time.perf_counter() - t0, 3),
     }
     return ChunkResult(objects=objects, weights=weights, charges=charges, faked=faked, stats=stats)
+
+
+def _merge_counts(*dicts: dict) -> dict:
+    out: dict = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = out.get(k, 0) + v
+    return out
 
 
 def _chunk_done(spec: ChunkSpec) -> dict | None:
@@ -214,7 +215,7 @@ def resolve_components(process: str | None, n_events: int, card: str | os.PathLi
 
 
 def plan_chunks(components: Sequence[Component], seed: int, chunk_size: int, simulation: dict,
-                pileup: float, pileup_pool_size: int, parts_dir: Path) -> list[ChunkSpec]:
+                pileup: float, parts_dir: Path) -> list[ChunkSpec]:
     specs = []
     for comp in components:
         for index, start in enumerate(range(0, comp.n_events, chunk_size)):
@@ -222,7 +223,7 @@ def plan_chunks(components: Sequence[Component], seed: int, chunk_size: int, sim
             specs.append(ChunkSpec(
                 component=comp.name, origin=comp.origin, card_lines=comp.card_lines, index=index,
                 n_events=n, seed=derive_seed(seed, comp.name, chunk_size, index), simulation=simulation,
-                fake_model=comp.fake_model, pileup=float(pileup), pileup_pool_size=pileup_pool_size,
+                fake_model=comp.fake_model, pileup=float(pileup),
                 path=str(parts_dir / f"{comp.name}-{index:05d}.h5"),
             ))
     return specs
@@ -275,15 +276,14 @@ class Job:
     chunk_size: int
     sim: SimulationConfig
     pileup: float
-    pileup_pool_size: int
     card: str | None
     specs: list
     stats: list = field(default_factory=list)
     t0: float = field(default_factory=time.perf_counter)
 
 
-def prepare_job(process, n_events, output, seed=0, pileup=0.0, card=None, *, chunk_size=DEFAULT_CHUNK_SIZE,
-                simulation=None, fake_model=None, pileup_pool_size=DEFAULT_PILEUP_POOL) -> Job:
+def prepare_job(process, n_events, output, seed=0, pileup=DEFAULT_PILEUP, card=None, *,
+                chunk_size=DEFAULT_CHUNK_SIZE, simulation=None, fake_model=None) -> Job:
     """Check the arguments and the card(s), and plan the chunks of one output file."""
     if int(n_events) < 1:
         raise ConfigError(f"n_events must be >= 1, got {n_events}.")
@@ -293,8 +293,6 @@ def prepare_job(process, n_events, output, seed=0, pileup=0.0, card=None, *, chu
         raise ConfigError(f"seed must be >= 0, got {seed}.")
     if pileup < 0:
         raise ConfigError(f"pileup (mean number of interactions) must be >= 0, got {pileup}.")
-    if int(pileup_pool_size) < 1:
-        raise ConfigError(f"pileup_pool_size must be >= 1, got {pileup_pool_size}.")
     sim = simulation if isinstance(simulation, SimulationConfig) else SimulationConfig.from_dict(simulation)
     output = Path(output)
     if output.suffix.lower() not in (".h5", ".hdf5"):
@@ -303,10 +301,9 @@ def prepare_job(process, n_events, output, seed=0, pileup=0.0, card=None, *, chu
     for comp in components:
         _pythia.check_card_lines(comp.card_lines, comp.origin)
     parts_dir = output.parent / f".{output.name}.parts"
-    specs = plan_chunks(components, int(seed), int(chunk_size), sim.to_dict(), float(pileup),
-                        int(pileup_pool_size), parts_dir)
+    specs = plan_chunks(components, int(seed), int(chunk_size), sim.to_dict(), float(pileup), parts_dir)
     return Job(label, components, output, int(seed), int(chunk_size), sim, float(pileup),
-               int(pileup_pool_size), None if card is None else str(card), specs)
+               None if card is None else str(card), specs)
 
 
 def run_jobs(jobs: Sequence[Job], workers: int | None = None, scheduler: str | None = None,
@@ -355,11 +352,18 @@ def _run_locked(jobs, workers, scheduler, progress, report, total) -> None:
                 pending.append(spec)
             else:
                 report(spec, {**st, "reused": True})
-    if scheduler == "inline" or workers in (0, 1) or (scheduler is None and len(pending) <= 1):
-        _run_inline(pending, report)
-    elif pending:
-        n_workers = workers or min(os.cpu_count() or 1, len(pending))
-        _run_dask(pending, n_workers, scheduler, report)
+    try:
+        if scheduler == "inline" or workers in (0, 1) or (scheduler is None and len(pending) <= 1):
+            _run_inline(pending, report)
+        elif pending:
+            n_workers = workers or min(os.cpu_count() or 1, len(pending))
+            _run_dask(pending, n_workers, scheduler, report)
+    except BaseException:
+        # A failed run leaves no empty parts folder behind (finished chunks stay, for resuming).
+        for job in jobs:
+            with contextlib.suppress(OSError):
+                (job.output.parent / f".{job.output.name}.parts").rmdir()
+        raise
 
 
 def _combine_sigma(stats: list[dict]) -> dict:
@@ -395,14 +399,13 @@ def generate(
     seed: int = 0,
     workers: int | None = None,
     scheduler: str | None = None,
-    pileup: float = 0.0,
+    pileup: float = DEFAULT_PILEUP,
     card: str | os.PathLike[str] | None = None,
     progress: ProgressCallback | None = None,
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     simulation: SimulationConfig | dict | None = None,
     fake_model: FakeModel | None = None,
-    pileup_pool_size: int = DEFAULT_PILEUP_POOL,
 ) -> Path:
     """Generate ``n_events`` accepted events of a process and write them to an HDF5 file.
 
@@ -424,7 +427,9 @@ def generate(
         Address of an existing Dask scheduler (workers must see ``output``'s folder), or
         ``"inline"`` to run in this process.
     pileup : float
-        Mean number of minimum-bias events overlaid per event (0: none).
+        Mean number of minimum-bias events overlaid per event (default 20, as ADC2021; 0: none).
+        Fresh minimum-bias events are generated, each overlaid at most
+        ``simulation.pileup_max_reuse`` times.
     card : path, optional
         A Pythia settings file with the process lines of a user model.
     progress : callable, optional
@@ -435,8 +440,6 @@ def generate(
         Detector simulation settings (defaults: ADC2021-like, see ``docs/generation.md``).
     fake_model : FakeModel, optional
         The jet -> lepton fake model for QCD.
-    pileup_pool_size : int
-        Minimum-bias events pre-generated per chunk for the pileup pool.
 
     Returns
     -------
@@ -445,7 +448,7 @@ def generate(
         interrupted run resumes where it stopped.
     """
     job = prepare_job(process, n_events, output, seed, pileup, card, chunk_size=chunk_size,
-                      simulation=simulation, fake_model=fake_model, pileup_pool_size=pileup_pool_size)
+                      simulation=simulation, fake_model=fake_model)
     return run_jobs([job], workers=workers, scheduler=scheduler, progress=progress)[0]
 
 
@@ -468,8 +471,7 @@ def _merge(job: Job) -> EventSet:
     from ..io.hdf5 import read_hdf5
 
     specs, stats, label, components = job.specs, job.stats, job.label, job.components
-    seed, chunk_size, sim, pileup, pool_size, card = (
-        job.seed, job.chunk_size, job.sim, job.pileup, job.pileup_pool_size, job.card)
+    seed, chunk_size, sim, pileup, card = job.seed, job.chunk_size, job.sim, job.pileup, job.card
     wall = time.perf_counter() - job.t0
 
     sets = [_read_chunk(s) for s in specs]
@@ -517,9 +519,14 @@ def _merge(job: Job) -> EventSet:
         "n_events": len(merged),
         "events_generated": int(sum(c["n_generated"] for c in comp_prov.values())),
         "simulation": sim.to_dict(),
-        "pileup": {"mu": float(pileup), "pool_size": int(pool_size),
-                   "pool_process": "SoftQCD:nonDiffractive", "chs_abs_eta_max": sim.chs_abs_eta_max}
+        "simulation_version": SIMULATION_VERSION,
+        "detector": detector_table(),
+        "pileup": {"mu": float(pileup), "process": "SoftQCD:nonDiffractive", "max_reuse": int(sim.pileup_max_reuse),
+                   "minbias_generated": int(sum(st.get("pileup_minbias_generated", 0) for st in stats)),
+                   "overlaid": int(sum(st.get("pileup_overlaid", 0) for st in stats)),
+                   "charged_hadron_subtraction": True, "rho_area_correction": True}
         if pileup > 0 else None,
+        "pythia_messages": _merge_counts(*(c["pythia_errors"] for c in comp_prov.values())),
         "wall_s": round(wall, 2),
     }
     merged.provenance = provenance

@@ -130,10 +130,97 @@ def _new_pythia():
         return pythia8mc.Pythia("", False)
 
 
+_BOOL_WORDS = {"on", "off", "yes", "no", "true", "false", "1", "0", "ok"}
+#: Particle-data properties that hold one number (Pythia's ParticleData::readString).
+_PARTICLE_FLOATS = {"m0", "mwidth", "mmin", "mmax", "tau0", "htau", "varwidth"}
+_PARTICLE_INTS = {"spintype", "chargetype", "coltype", "onmode", "offmode"}
+_PARTICLE_BOOLS = {"isresonance", "maydecay", "tauCalc".lower(), "isvisible", "doexternaldecay",
+                   "dodecay", "isvisible", "doforcewidth"}
+_PARTICLE_INT_LISTS = {"onifany", "onifall", "onifmatch", "offifany", "offifall", "offifmatch",
+                       "onpositiveifany", "onpositiveifall", "onpositiveifmatch", "onnegativeifany",
+                       "onnegativeifall", "onnegativeifmatch", "products"}
+
+
+def _number_problem(kind: str, value: str) -> str | None:
+    """Why ``value`` is not a valid ``kind`` ("float", "int", "bool", "ints"), or None."""
+    words = value.replace(",", " ").split() if kind in ("ints", "floats") else [value]
+    if not words or not value.strip():
+        return "an empty value"
+    for w in words:
+        try:
+            if kind == "bool":
+                if w.lower() not in _BOOL_WORDS:
+                    return "on or off"
+            elif kind in ("int", "ints"):
+                if w.lower() in ("on", "off") and kind == "int":
+                    continue
+                if float(w) != int(float(w)):
+                    return "a whole number"
+            else:
+                float(w)
+        except ValueError:
+            return {"float": "a number", "floats": "numbers", "int": "a whole number",
+                    "ints": "whole numbers (PDG ids)"}[kind]
+    if kind == "float" and "," in value:
+        return "a number (decimal point, not comma)"
+    return None
+
+
+def value_problem(pythia, line: str) -> str | None:
+    """A description of what is wrong with the value of a ``key = value`` card line, or None.
+
+    Pythia accepts many malformed values silently (``35:m0 = abc`` sets the mass to 0,
+    ``Higgs:useBSM = maybe`` reads as off), so hepad checks each value against the type of the
+    setting before Pythia sees it.
+    """
+    if "=" in line:
+        key, value = (x.strip() for x in line.split("=", 1))
+    else:
+        parts = line.split(None, 1)
+        if len(parts) < 2:
+            return None
+        key, value = parts[0], parts[1].strip()
+    head = key.split(":")
+    kind = None
+    if len(head) >= 2 and head[0].lstrip("-").isdigit():
+        prop = head[-1].lower()
+        if len(head) == 3 and head[1].isdigit():  # e.g. 35:0:bRatio, 42:0:products
+            kind = "ints" if prop == "products" else ("float" if prop == "bratio" else
+                                                    ("int" if prop in ("onmode", "memode") else None))
+        elif prop in _PARTICLE_FLOATS:
+            kind = "float"
+        elif prop in _PARTICLE_INTS:
+            kind = "int"
+        elif prop in _PARTICLE_BOOLS:
+            kind = "bool"
+        elif prop in _PARTICLE_INT_LISTS:
+            kind = "ints"
+    else:
+        st = pythia.settings
+        if st.isParm(key):
+            kind = "float"
+        elif st.isMode(key):
+            kind = "int"
+        elif st.isFlag(key):
+            kind = "bool"
+        elif st.isPVec(key):
+            kind = "floats"
+        elif st.isMVec(key):
+            kind = "ints"
+    if kind is None:
+        return None
+    why = _number_problem(kind, value)
+    return None if why is None else f"{key} needs {why}, got {value!r}"
+
+
 def check_card_lines(card_lines: Sequence[tuple[int, str]], origin: str) -> None:
-    """Raise :class:`GenerationError` naming ``origin`` and the line that Pythia rejects."""
+    """Raise :class:`GenerationError` naming ``origin`` and the line that is wrong: a value of the
+    wrong type (checked here), or a line Pythia rejects."""
     pythia = _new_pythia()
     for lineno, line in card_lines:
+        problem = value_problem(pythia, line)
+        if problem is not None:
+            raise GenerationError(f"{origin}, line {lineno}: {problem}. Fix the value in that line.")
         with quiet_stdout(origin, log_problems=False) as out:
             ok = pythia.readString(line)
         if not ok:
@@ -183,6 +270,7 @@ class PythiaRun:
                 "Check the process settings of the card."
             )
         self._charge: dict[int, float] = {}
+        self._info: dict[int, tuple[float, bool]] = {}
         #: Pythia error/abort message -> how often it came during generation.
         self.problems: dict[str, int] = {}
 
@@ -197,6 +285,20 @@ class PythiaRun:
                 log.warning("%s: %s (further occurrences are counted in the provenance)", self.origin, line)
             self.problems[line] = self.problems.get(line, 0) + 1
         return batch
+
+    def particle_info(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(charge, visible) of each particle id from Pythia's particle data (``isVisible()``:
+        False for neutrinos, neutralinos, gravitinos, dark matter 51-53, hidden-valley states...)."""
+        uniq, inverse = np.unique(ids, return_inverse=True)
+        pdata = self.pythia.particleData
+        q = np.empty(len(uniq), dtype=np.float32)
+        vis = np.empty(len(uniq), dtype=bool)
+        for i, pid in enumerate(uniq.tolist()):
+            info = self._info.get(pid)
+            if info is None:
+                info = self._info[pid] = (float(pdata.charge(pid)), bool(pdata.isVisible(pid)))
+            q[i], vis[i] = info
+        return q[inverse], vis[inverse]
 
     def charges(self, ids: np.ndarray) -> np.ndarray:
         """Electric charge of each particle id, from a cache filled on first sight of an id."""
