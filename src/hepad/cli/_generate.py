@@ -58,7 +58,8 @@ def generate_cmd(
     list_processes: bool = typer.Option(False, "--list", help="List the process catalogue and exit."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
 ) -> None:
-    """Generate events with Pythia 8 + fastjet + a Gaussian detector response into ADC2021 HDF5.
+    """Generate events with Pythia 8 + fastjet + a Delphes-CMS-like detector response (pileup 20 by
+    default) into ADC2021 HDF5.
 
     Interrupted runs resume from finished chunks (kept in .FILE.parts/ next to the output).
 
