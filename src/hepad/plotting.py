@@ -187,7 +187,7 @@ def _curve_parts(curve: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None,
 
 
 # ---------------------------------------------------------------------- training
-def plot_history(history: Mapping[str, Sequence[float]], ax: Any, *, legend: bool = True) -> Any:
+def plot_history(history: Mapping[str, Sequence[float]], ax: Any, *, legend: bool = True, title: str | None = None) -> Any:
     """Training and validation loss per epoch (log y when the loss spans a decade or more).
 
     ``history`` is a detector's ``history_``: ``{"epoch": [...], "train_loss": [...],
@@ -217,7 +217,7 @@ def plot_history(history: Mapping[str, Sequence[float]], ax: Any, *, legend: boo
     ax.set_xlabel("Epoch")
     ax.set_ylabel("Loss [a.u.]")
     if legend:
-        legend_outside(ax)
+        legend_outside(ax, title=title)
     return ax
 
 

@@ -239,7 +239,7 @@ def compare_cmd(
     fpr: Optional[list[float]] = typer.Option(None, "--fpr", help="Working-point background efficiency; repeatable."),
     max_events: Optional[int] = typer.Option(None, "--max-events", min=1, help="Read at most this many events per file."),
     no_plots: bool = typer.Option(False, "--no-plots", help="Write the metrics only."),
-    tsne: bool = typer.Option(True, "--tsne/--no-tsne", help="Include the t-SNE latent view of the first detector."),
+    tsne: bool = typer.Option(True, "--tsne/--no-tsne", help="Include the t-SNE latent view of every detector."),
     style: str = typer.Option("CMS", "--style", help=_STYLE_HELP),
     open_data: bool = typer.Option(False, "--open-data", help="Label plots 'Open Data' instead of 'Simulation'."),
     force: bool = typer.Option(False, "--force", help="Write into an existing non-empty output folder."),

@@ -53,6 +53,13 @@ def _grid(n: int, ncols: int = 2, width: float = PANEL_W, height: float = PANEL_
     return fig, flat[:n]
 
 
+def _panel_title(ax: Any, text: str, fontsize: str = "medium") -> None:
+    """A panel title above the experiment label's line, so the two never collide."""
+    from ..plotting import FONT_SIZE
+
+    ax.set_title(text, fontsize=fontsize, pad=2.0 * FONT_SIZE)
+
+
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
 
@@ -136,7 +143,7 @@ def evaluation_figures(res: EvaluationResult, experiment: str = "CMS", *, data: 
             fig, axes = _grid(len(with_cm), ncols=2, width=7.0, height=5.2)
             for ax, n in zip(axes, with_cm):
                 P.plot_confusion_matrix(res.metrics[n]["at_threshold"]["confusion_matrix"], ax)
-                ax.set_title(n, fontsize="medium", loc="right")
+                _panel_title(ax, n)
             label(axes[0])
             rate = res.threshold_rate_hz()
             rate_txt = "" if rate is None else f" (a {rate / 1e3:.4g} kHz background rate)"
@@ -230,10 +237,10 @@ def comparison_figures(cmp: ComparisonResult, experiment: str = "CMS", *, data: 
             fig, axes = _fig(1, 2, width=2 * side + 6.0, height=side + 2.5)
             P.plot_matrix(cmp.agreement, axes[0], xlabels=dets, ylabels=dets, vmin=0, vmax=1,
                           colorbar_label="Decision agreement")
-            axes[0].set_title(f"Agreement on signal events, FPR {cmp.agreement_fpr:.2g}", fontsize="small", loc="right")
+            _panel_title(axes[0], f"Agreement on signal events, FPR {cmp.agreement_fpr:.2g}", "small")
             P.plot_matrix(cmp.rank_correlation, axes[1], xlabels=dets, ylabels=dets, vmin=-1, vmax=1,
                           cmap="RdBu_r", colorbar_label="Spearman correlation")
-            axes[1].set_title("Score rank correlation, all events", fontsize="small", loc="right")
+            _panel_title(axes[1], "Score rank correlation, all events", "small")
             for ax in axes:
                 ax.set_xlabel("Detector")
                 ax.set_ylabel("Detector")
@@ -247,8 +254,7 @@ def comparison_figures(cmp: ComparisonResult, experiment: str = "CMS", *, data: 
             # One panel per detector: losses of different models have unrelated scales (AE ~ 0.5, VAE ~ 30).
             fig, axes = _grid(len(hist), ncols=2, width=PANEL_W, height=PANEL_H - 0.5)
             for ax, (d, h) in zip(axes, hist.items()):
-                P.plot_history(h, ax)
-                ax.set_title(d, fontsize="medium", loc="right")
+                P.plot_history(h, ax, title=d)
             P.experiment_label(axes[0], experiment, data=data)
             figs.append(FigureSpec("compare_history.png", "Training histories",
                                    "Loss per epoch of each deep detector, each on its own axis (the losses are not "
