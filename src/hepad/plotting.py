@@ -641,7 +641,7 @@ def plot_feature_grid(
         if integer:
             edges = np.arange(-0.5, allv.max(initial=0) + 1.5)
         else:
-            hi = float(np.percentile(allv, 99))
+            hi = _nice_ceil(float(np.percentile(allv, 99)))
             edges = np.linspace(min(0.0, float(allv.min(initial=0))), hi if hi > 0 else 1.0, bins + 1)
         # Multiplicity bins hold every value (no flow); continuous ones show the overflow bin, whose
         # ticks and ">x" label mplhep sets itself.
@@ -655,6 +655,7 @@ def plot_feature_grid(
             ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
         else:
             _log_floor(ax, hs)
+            _flow_ticks(ax, edges)
         ax.set_xlabel(feat)
         ax.set_ylabel("Fraction of events / bin")
         ax.minorticks_off()  # minor ticks on eight small log panels cost more to lay out than the rest
@@ -664,6 +665,30 @@ def plot_feature_grid(
     if handles:
         flat[0].figure.legend(handles, labels, loc="outside right upper")
     return axes
+
+
+def _nice_ceil(x: float) -> float:
+    """``x`` rounded up to two significant digits (149.2 -> 150, 72.9 -> 73), for bin edges."""
+    if not np.isfinite(x) or x <= 0:
+        return x
+    step = 10 ** (np.floor(np.log10(x)) - 1)
+    return float(np.ceil(x / step - 1e-9) * step)
+
+
+def _flow_ticks(ax: Any, edges: np.ndarray) -> None:
+    """Round ticks inside the range and one ">hi" tick on the overflow bin, never on top of each other.
+
+    mplhep labels every n-th bin edge plus the flow bins, and a ">72.9" label then collides with a
+    nearby "70"; here the regular ticks stop short of the overflow bin.
+    """
+    from matplotlib.ticker import FixedFormatter, FixedLocator, MaxNLocator
+
+    lo, hi = float(edges[0]), float(edges[-1])
+    w = float(edges[-1] - edges[-2])
+    ticks = [t for t in MaxNLocator(nbins=4).tick_values(lo, hi) if lo <= t <= hi - 0.15 * (hi - lo)]
+    pos = ticks + [hi + w / 2]
+    ax.xaxis.set_major_locator(FixedLocator(pos))
+    ax.xaxis.set_major_formatter(FixedFormatter([f"{t:g}" for t in ticks] + [f">{hi:g}"]))
 
 
 def slot_contributions(

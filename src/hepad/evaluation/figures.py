@@ -234,7 +234,7 @@ def comparison_figures(cmp: ComparisonResult, experiment: str = "CMS", *, data: 
                                    "on this CPU.", fig, "Comparison"))
         if len(dets) > 1:
             side = 1.0 + 0.9 * len(dets)
-            fig, axes = _fig(1, 2, width=2 * side + 6.0, height=side + 2.5)
+            fig, axes = _fig(1, 2, width=2 * side + 8.0, height=side + 2.5)
             P.plot_matrix(cmp.agreement, axes[0], xlabels=dets, ylabels=dets, vmin=0, vmax=1,
                           colorbar_label="Decision agreement")
             _panel_title(axes[0], f"Agreement on signal events, FPR {cmp.agreement_fpr:.2g}", "small")
