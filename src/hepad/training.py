@@ -478,9 +478,9 @@ def fit_network(
     n_threads : int, optional
         ``torch.set_num_threads`` for the duration of the call (restored afterwards).
     checkpoint_dir : path, optional
-        Write ``checkpoint.pt`` and ``history.json`` there after every epoch (atomically).
+        Write ``checkpoint.safetensors`` and ``history.json`` there after every epoch (atomically).
     resume : bool
-        Continue from ``checkpoint_dir/checkpoint.pt`` when it exists (else start afresh).
+        Continue from ``checkpoint_dir/checkpoint.safetensors`` when it exists (else start afresh).
     progress : callable, optional
         ``progress(epoch, epochs, logs)`` after every epoch, ``epoch`` counted from 1; logs
         hold train_loss, val_loss, lr, epoch_time_s, best_epoch, best_loss, stopped.

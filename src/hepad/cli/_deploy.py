@@ -290,7 +290,7 @@ def _status_line(st) -> str:
 def trigger_cmd(
     model: Path = typer.Argument(..., help="Model directory (or an exported .onnx file).", show_default=False),
     source: str = typer.Option(
-        ..., "--source", help="replay:FILE, replay:FILE@RATE_HZ (paced) or zmq:tcp://HOST:PORT (bound; producers connect).", show_default=False
+        ..., "--source", help="replay:FILE, replay:FILE@RATE_HZ (paced) or zmq:tcp://HOST:PORT[?producers=N&idle_timeout=S] (bound; producers connect; ends after every producer's end-of-stream, or N of them).", show_default=False
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Folder for accepted_*.h5 files and summary.json.", show_default=False),
     target_rate_hz: float = typer.Option(1000.0, "--target-rate-hz", help="Accept rate to hold, in Hz."),

@@ -7,7 +7,7 @@
                           target_rate_hz=1000, collision_rate_hz=40e6)
     summary.accepted, summary.rejected     # processed = accepted + rejected
 
-Sources: :class:`ReplaySource` (a file, optionally paced), :class:`ZmqSource` (PUSH/PULL
+Sources: :class:`ReplaySource` (a file, optionally paced), :class:`ZmqSource` (DEALER/ROUTER
 batches, see :mod:`hepad.trigger.sources` for the wire format) and :func:`stream_events`, the
 matching producer. The threshold method and its convergence are described in
 :mod:`hepad.trigger._stats`; ``docs/deployment.md`` has the operator's view.
