@@ -480,7 +480,18 @@ def load(path: str | os.PathLike[str]) -> Any:
     ModelFileError
         Naming the file, when the directory is not a hepad model, has a missing, extra or
         modified file, a newer format version, or content hepad cannot rebuild from.
+        Always one line (text taken from a damaged file cannot break it).
     """
+    try:
+        return _load(path)
+    except ModelFileError as exc:
+        msg = str(exc)
+        if "\n" in msg or "\r" in msg:
+            raise ModelFileError(" ".join(msg.split())) from None
+        raise
+
+
+def _load(path: str | os.PathLike[str]) -> Any:
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 

@@ -529,29 +529,11 @@ def fit_network(
     if resume and ckpt_path is not None and not ckpt_path.exists() and legacy is not None and legacy.exists():
         load_checkpoint(legacy)  # raises: refuses the pickle with a message
     if resume and ckpt_path is not None and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
-        if ckpt.get("signature") != signature:
-            raise TrainingError(
-                f"{ckpt_path} was written by a different model or data (signature differs); "
-                "use another checkpoint_dir or delete it to start afresh."
-            )
-        _restore_checks(ckpt, ckpt_path)
-        _fits_this_run(ckpt, ckpt_path, net, optimizer, scheduler)
         try:
-            net.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            if scheduler is not None and ckpt.get("scheduler") is not None:
-                scheduler.load_state_dict(ckpt["scheduler"])
-        except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
-            detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-            raise TrainingError(f"{ckpt_path} does not fit this network ({detail}); delete it to start afresh.") from None
-        start_epoch = int(ckpt["epoch"])
-        history = {k: list(v) for k, v in ckpt["history"].items()}
-        es = ckpt["early_stopping"]
-        best_loss, best_epoch = float(es["best_loss"]), int(es["best_epoch"])
-        bad_epochs, stopped = int(es["bad_epochs"]), bool(es["stopped"])
-        best_state = es.get("best_state")
-        rng_state = ckpt["rng"]
+            start_epoch, history, best_loss, best_epoch, bad_epochs, stopped, best_state, rng_state = _resume(
+                ckpt_path, signature, net, optimizer, scheduler)
+        except TrainingError as exc:  # one line, whatever text a damaged checkpoint holds
+            raise TrainingError(" ".join(str(exc).split())) from None
         log.info("Resuming from %s after epoch %d of %d.", ckpt_path, start_epoch, epochs)
     elif resume:
         log.info("No checkpoint in %s yet; starting from epoch 1.", checkpoint_dir)
@@ -611,6 +593,35 @@ def fit_network(
     if restore_best and best_state is not None:
         net.load_state_dict(best_state)
     return history
+
+
+def _resume(ckpt_path: Path, signature: dict[str, Any], net: nn.Module, optimizer: Any, scheduler: Any) -> tuple:
+    """Restore ``net``, ``optimizer`` and ``scheduler`` from a checkpoint checked in full first;
+    returns the loop state (epoch, history, early stopping, best weights, RNG state)."""
+    ckpt = load_checkpoint(ckpt_path)
+    if ckpt.get("signature") != signature:
+        raise TrainingError(
+            f"{ckpt_path} was written by a different model or data (signature differs); "
+            "use another checkpoint_dir or delete it to start afresh."
+        )
+    _restore_checks(ckpt, ckpt_path)
+    _fits_this_run(ckpt, ckpt_path, net, optimizer, scheduler)
+    try:
+        net.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None and ckpt.get("scheduler") is not None:
+            scheduler.load_state_dict(ckpt["scheduler"])
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        raise TrainingError(f"{ckpt_path} does not fit this network ({detail}); delete it to start afresh.") from None
+    start_epoch = int(ckpt["epoch"])
+    history = {k: list(v) for k, v in ckpt["history"].items()}
+    es = ckpt["early_stopping"]
+    best_loss, best_epoch = float(es["best_loss"]), int(es["best_epoch"])
+    bad_epochs, stopped = int(es["bad_epochs"]), bool(es["stopped"])
+    best_state = es.get("best_state")
+    rng_state = ckpt["rng"]
+    return start_epoch, history, best_loss, best_epoch, bad_epochs, stopped, best_state, rng_state
 
 
 def _run_epoch(
