@@ -96,16 +96,17 @@ def test_the_intact_model_still_loads_and_scores_the_same(ae_model, model, event
 
 
 # ---------------------------------------------------------------------- weights
-def test_nan_weights_are_refused(model):
+@pytest.mark.parametrize("value, word", [(np.nan, "NaN"), (-np.inf, "NaN/inf"), (3e30, "beyond")])
+def test_nan_or_overflowing_weights_are_refused(model, value, word):
     from safetensors.numpy import load_file, save_file
 
     arrays = load_file(str(model / artifact.WEIGHTS))
     key = next(k for k in arrays if k.endswith("weight") and arrays[k].ndim == 2)
     arrays[key] = arrays[key].copy()
-    arrays[key][0, 0] = np.nan
+    arrays[key][0, 0] = value
     save_file(arrays, str(model / artifact.WEIGHTS), metadata={"format": artifact.FORMAT})
     _resign(model)
-    _refused(model, artifact.WEIGHTS, key, "NaN")
+    _refused(model, artifact.WEIGHTS, key, word)
 
 
 def test_unknown_array_is_refused(model):

@@ -58,6 +58,8 @@ _MAX_JSON_BYTES = 64 * 1024 * 1024
 MAX_THREADS = 1024  # libgomp aborts on absurd thread counts (n_threads=1e6)
 MAX_LAYER_WIDTH = 16384  # units per hidden layer / latent dimension
 MAX_FEATURES = 1_000_000  # inputs per event
+MAX_ABS_WEIGHT = 1e6  # |weight| of a network layer (trained ones stay below ~1e2)
+MAX_ABS_RUNNING_STAT = 1e12  # |batch-norm running mean/var| (unscaled GeV inputs squared)
 
 # The keys each JSON file may hold (metadata.json and history.json are free-form).
 _KEYS = {
@@ -158,6 +160,12 @@ def _check_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
             raise ModelFileError(
                 f"{path}: array {key!r} holds {bad} NaN/inf value(s); every score would be NaN. "
                 "The weights are damaged (or training diverged): train the model again."
+            )
+        limit = MAX_ABS_RUNNING_STAT if key.endswith(("running_mean", "running_var")) else MAX_ABS_WEIGHT
+        if a.dtype.kind in "fc" and a.size and np.abs(a).max() > limit:
+            raise ModelFileError(
+                f"{path}: array {key!r} holds a value of {float(np.abs(a).max()):.3g}, beyond the {limit:g} no trained "
+                "network reaches (scores would overflow to inf); the weights are damaged. Train the model again."
             )
 
 
