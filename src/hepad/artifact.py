@@ -162,7 +162,7 @@ def _check_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
                 "The weights are damaged (or training diverged): train the model again."
             )
         limit = MAX_ABS_RUNNING_STAT if key.endswith(("running_mean", "running_var")) else MAX_ABS_WEIGHT
-        if a.dtype.kind in "fc" and a.size and np.abs(a).max() > limit:
+        if a.dtype.kind in "fc" and a.size and np.abs(a.astype(np.float64)).max() > limit:
             raise ModelFileError(
                 f"{path}: array {key!r} holds a value of {float(np.abs(a).max()):.3g}, beyond the {limit:g} no trained "
                 "network reaches (scores would overflow to inf); the weights are damaged. Train the model again."
@@ -554,7 +554,7 @@ def _load(path: str | os.PathLike[str]) -> Any:
         raise
     except HepadError as exc:
         raise ModelFileError(f"{root / DETECTOR}: cannot rebuild the detector: {exc}") from None
-    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError, ArithmeticError) as exc:
         raise ModelFileError(
             f"{root}: cannot rebuild the {doc['name']!r} detector from {DETECTOR} and {WEIGHTS} "
             f"({type(exc).__name__}: {exc})."
