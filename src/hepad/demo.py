@@ -113,7 +113,7 @@ def run_demo(
         stage("Using the downloaded ADC2021 dataset")
         paths = adc2021_paths(data_dir if data_dir is not None else default_dataset_dir("adc2021"))
     else:
-        if data_dir is None and size == "demo" and DEMO_DATA.is_dir():
+        if data_dir is None and size == "demo" and (DEMO_DATA / "sm_test.h5").is_file():
             data_dir = DEMO_DATA
         stage(f"Loading the '{size}' dataset"
               + (" (shipped)" if data_dir == DEMO_DATA else " (cached after the first run)"))
