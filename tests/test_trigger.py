@@ -314,6 +314,8 @@ def test_replay_6000_events_holds_one_percent_from_the_start(tiny_trigger_model,
     s = run_trigger(model, f"replay:{tmp_path / 'stream.h5'}", tmp_path / "out", target_rate_hz=4e5,
                     collision_rate_hz=40e6)
     assert s.processed == 6000
+    assert s.extra["calibration_events"] == len(held_out)  # read from the model's thresholds.json
+    assert s.threshold_initial != pytest.approx(hepad.load(model).threshold_)
     assert 0.007 <= s.accept_fraction <= 0.013, s.accept_fraction
     # The first 1,000 events already: within 3 binomial sigma of the target.
     acc = _accepted(tmp_path / "out")
@@ -323,3 +325,4 @@ def test_replay_6000_events_holds_one_percent_from_the_start(tiny_trigger_model,
     s_old = run_trigger(model, f"replay:{tmp_path / 'stream.h5'}", tmp_path / "old", target_rate_hz=4e5,
                         collision_rate_hz=40e6, calibration={})
     assert s_old.accept_fraction > 0.013  # the warm-up at the 95th percentile costs the band
+    assert s_old.extra["calibration_events"] is None

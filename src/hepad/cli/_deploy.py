@@ -364,10 +364,13 @@ def _trigger(model, source, output, target_rate_hz, collision_rate_hz, batch_siz
 
 
 def _print_trigger_summary(s, output) -> None:
-    after = (
-        f"{s.accept_fraction_after_warmup:.4g} after warm-up" if s.processed_after_warmup
-        else f"n/a after warm-up (fewer events than the {s.window_events:,}-event window)"
-    )
+    n_cal = (s.extra or {}).get("calibration_events")
+    if n_cal:
+        after = f"calibrated start from {n_cal:,} background scores (no warm-up)"
+    elif s.processed_after_warmup:
+        after = f"{s.accept_fraction_after_warmup:.4g} after warm-up"
+    else:
+        after = f"n/a after warm-up (fewer events than the {s.window_events:,}-event window)"
     console.print(
         f"processed {s.processed:,} = accepted {s.accepted:,} + rejected {s.rejected:,} "
         f"(stopped by {s.stopped_by}; drained {s.drained:,} on shutdown)\n"

@@ -417,7 +417,8 @@ def run_trigger(
         alerts={"accept_rate": c["rate_alerts"], "score_drift": c["drift_alerts"]},
         accepted_files=list(writer.files), processed_id_ranges=ids.merged(), drained=c["drained"],
         announced_total=getattr(source, "total_announced", None),
-        extra={"source": source.report()} if source.report() else {},
+        extra={**({"source": source.report()} if source.report() else {}),
+               "calibration_events": int(prior.get("n_events", 0)) if prior else None},
     )
     _write_summary(out / "summary.json", summary)
     if error is not None:
