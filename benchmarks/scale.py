@@ -44,7 +44,7 @@ def main() -> None:
     import hepad
     from hepad import scoring as sc
     from hepad._toy import toy_events
-    from hepad.distributed import dask_client
+    from hepad.partitions import dask_client, warm
 
     n_total = 20_000 if args.quick else args.events
     n_files = max(1, args.files)
@@ -81,7 +81,7 @@ def main() -> None:
             with dask_client(n_workers=k) as client:
                 # Warm-up: every worker imports hepad and rebuilds the model once, as in a long job.
                 payload = sc.pack_model(tmp / "model")
-                client.run(sc._warm, payload, args.engine, 1)
+                client.run(warm, payload, args.engine, 1)
                 rates[k], got = run(f"{k} worker{'s' if k > 1 else ''}", client=client)
             if not np.array_equal(got, ref):
                 raise SystemExit(f"{k} workers: scores differ from the in-process reference")

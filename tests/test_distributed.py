@@ -18,7 +18,8 @@ from hepad import scoring as sc
 from hepad._toy import toy_events
 
 from _scoring_job import make_scoring_job
-from hepad.distributed import DistributedError, dask_client, evaluate_files, metrics_from_histograms
+from hepad.distributed import DistributedError, dask_client, metrics_from_histograms
+from hepad.distributed import evaluate_files_by_histogram as evaluate_files
 
 DASK = Path(sys.executable).with_name("dask")
 
@@ -80,7 +81,7 @@ def test_cluster_scores_equal_single_process(job, cluster, tmp_path):
     from distributed import Client
 
     with Client(scheduler_file=str(cluster["file"])) as c:
-        cached = c.run(lambda: sorted(k[0] for k in sc._MODELS))
+        cached = c.run(lambda: sorted(k[0] for k in __import__("hepad.partitions").partitions._MODELS))
     assert any(v == [rep.model_sha256] for v in cached.values())
 
 

@@ -135,3 +135,59 @@ def test_root_entry_ranges_on_real_files(job, real_data, tmp_path):
     got = sc.read_scores(tmp_path / "root.h5")
     assert np.array_equal(got["score"], ref)
     assert np.array_equal(got["source_row"][39:], np.arange(156))
+
+
+def test_two_small_files_score_in_process_by_default(job, tmp_path, monkeypatch):
+    """No scheduler, no -j: small inputs never start a local cluster (issue 16, Done-when 4)."""
+    import hepad.partitions as P
+
+    _, model, files, ref, _ = job
+
+    def no_cluster(*a, **k):
+        raise AssertionError("a local Dask cluster was started for 1,150 events")
+
+    monkeypatch.setattr(P, "dask_client", no_cluster)
+    rep = sc.score_files(model, files[:2], tmp_path / "s.h5", partition_size=200)
+    assert rep.mode == "in-process" and rep.n_partitions == 4 + 3
+    np.testing.assert_array_equal(sc.read_scores(tmp_path / "s.h5")["score"], ref[:1150])
+
+
+def test_local_cluster_rule():
+    """A cluster only for several partitions and enough events per core; -j decides when given."""
+    big = sc.LOCAL_CLUSTER_MIN_EVENTS_PER_CORE * 4
+    assert not sc.use_local_cluster(big - 1, 20, None, cores=4)
+    assert sc.use_local_cluster(big, 20, None, cores=4)
+    assert not sc.use_local_cluster(big, 1, None, cores=4)  # one partition: nothing to spread
+    assert not sc.use_local_cluster(10 * big, 20, None, cores=1)
+    assert sc.use_local_cluster(10, 2, 2) and not sc.use_local_cluster(10 * big, 20, 0)
+
+
+def test_an_exported_onnx_model_scores_like_its_directory(tmp_path):
+    """`score` takes the .onnx file `trigger` takes: same scores (ONNX Runtime), same threshold."""
+    from hepad._toy import toy_events
+    from hepad.export.onnx import export_onnx
+
+    det = hepad.make_detector("ae", hidden_layers=[8], latent_dim=4, epochs=1, n_threads=1).fit(toy_events(800, seed=3))
+    det.save(tmp_path / "model")
+    export_onnx(det, tmp_path / "model.onnx")
+    f = tmp_path / "in.h5"
+    hepad.write_events(toy_events(500, "signal", seed=4), f)
+    a = sc.score_files(tmp_path / "model", [f], tmp_path / "a.h5", n_workers=0)
+    b = sc.score_files(tmp_path / "model.onnx", [f], tmp_path / "b.h5", n_workers=0)
+    sa, sb = sc.read_scores(tmp_path / "a.h5"), sc.read_scores(tmp_path / "b.h5")
+    np.testing.assert_allclose(sb["score"], sa["score"], rtol=1e-5, atol=1e-6)
+    assert sb["threshold"] == pytest.approx(det.threshold_) and b.n_events == a.n_events == 500
+    np.testing.assert_allclose(sa["score"], det.score_samples(hepad.read_events(f)), rtol=1e-5, atol=1e-6)
+
+
+def test_prefetching_reader_gives_the_same_scores_in_order(job):
+    """The next chunk is read in a thread while the current one is scored: same scores, same order."""
+    from hepad.engine import make_scorer
+    from hepad.partitions import score_partition
+
+    _, model, files, ref, _ = job
+    scorer = make_scorer(model, threads=1)
+    part = sc.plan_partitions(files[:1], partition_size=10_000)[0]
+    for chunk in (7, 64, 700, None):
+        np.testing.assert_array_equal(score_partition(part, scorer, chunk), ref[:700])
+    np.testing.assert_array_equal(score_partition(part, scorer, 50, prefetch=False), ref[:700])

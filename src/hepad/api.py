@@ -16,7 +16,7 @@ from .events import EventSet
 
 log = logging.getLogger(__name__)
 
-__all__ = ["train"]
+__all__ = ["train", "load_model", "resolve_model"]
 
 PathLike = str | os.PathLike
 
@@ -226,6 +226,10 @@ def train(
     return det
 
 
+#: ``train`` under a name that resolve_model's ``train=`` keyword does not hide.
+_train = train
+
+
 def _provenance(ev: EventSet) -> dict[str, Any]:
     import json
 
@@ -237,3 +241,70 @@ def _provenance(ev: EventSet) -> dict[str, Any]:
             v = str(v)
         out[str(k)] = v
     return out
+
+
+def load_model(model: PathLike | Any, *, engine: str = "auto", threads: int | None = None) -> Any:
+    """A fitted model from a saved directory, an exported ``.onnx`` file, or a fitted detector.
+
+    A directory gives the detector (:func:`hepad.load`); an ``.onnx`` file (written by
+    :func:`hepad.export_onnx`) gives a :class:`hepad.engine.Scorer` running it on ONNX Runtime,
+    which scores like a detector (``score_samples``, ``predict``, ``threshold_``,
+    ``feature_names_in_``), so :func:`hepad.evaluate` and :func:`hepad.score_files` take either.
+    """
+    if not isinstance(model, (str, os.PathLike)):
+        if not callable(getattr(model, "score_samples", None)):
+            raise ConfigError(f"Expected a model directory, an .onnx file or a fitted detector, got {type(model).__name__}.")
+        return model
+    p = Path(model)
+    if p.suffix.lower() == ".onnx":
+        if not p.is_file():
+            raise ModelFileError(f"{p}: no such ONNX file; write one with hepad.export_onnx(detector, path).")
+        from .engine import make_scorer
+
+        return make_scorer(p, engine=engine, threads=threads)
+    from .artifact import load
+
+    return load(p)
+
+
+def resolve_model(
+    spec: PathLike | str,
+    *,
+    train: Any = None,
+    val: Any = None,
+    progress: Callable[[int, int, dict[str, Any]], None] | None = None,
+) -> tuple[str, Any]:
+    """``(label, fitted model)`` from a model spec: what ``hepad compare`` takes per model.
+
+    A model directory or ``.onnx`` file is loaded (:func:`load_model`); a YAML configuration is
+    trained (:func:`train`, its own data unless ``train`` is given); a detector or preset name
+    is trained on ``train`` (with ``val``). The label is the folder / file stem or the name.
+
+    Raises
+    ------
+    ConfigError
+        A spec that is none of these (with the closest detector name), or a detector name
+        without training events.
+    """
+    p = Path(spec)
+    if p.is_dir() or p.suffix.lower() == ".onnx":
+        return (p.name if p.is_dir() else p.stem), load_model(p)
+    is_config = p.suffix.lower() in (".yaml", ".yml")
+    if is_config:
+        if not p.is_file():
+            raise ConfigError(f"{p}: no such configuration file.")
+        return p.stem, _train(config=p, data=train, val=val, progress=progress)
+    from .detectors.registry import available_detectors
+
+    names = list(available_detectors())
+    if str(spec) not in names:
+        from .errors import closest
+
+        raise ConfigError(
+            f"{str(spec)!r} is neither a model directory, an .onnx file, a YAML config nor a detector name."
+            f"{closest(str(spec), names)} hepad.available_detectors() lists the names."
+        )
+    if train is None:
+        raise ConfigError(f"{str(spec)!r} is a detector name: give training events (train=) to train it first (and val=).")
+    return str(spec), _train(str(spec), train, val, progress=progress)
+

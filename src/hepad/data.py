@@ -93,8 +93,8 @@ class StreamingLoader:
         format: str | None = None,
         key: str | None = None,
     ) -> None:
-        from .io._dispatch import count_events, detect_format
-        from .scoring import expand_files
+        from .io import count_events, detect_format
+        from .partitions import expand_files
 
         for name, v in (("batch_size", batch_size), ("buffer_size", buffer_size)):
             if not isinstance(v, (int, np.integer)) or v < 1:
@@ -244,7 +244,7 @@ class FileSource:
         format: str | None = None,
         key: str | None = None,
     ) -> None:
-        from .scoring import expand_files
+        from .partitions import expand_files
 
         if not isinstance(n_sample, (int, np.integer)) or n_sample < 2:
             raise ConfigError(f"n_fit must be an integer >= 2, got {n_sample!r}.")
@@ -256,7 +256,7 @@ class FileSource:
 
     @property
     def n_events(self) -> int:
-        from .io._dispatch import count_events
+        from .io import count_events
 
         return int(sum(count_events(f, format=self.format, key=self.key) for f in self.files))
 

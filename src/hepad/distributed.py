@@ -1,9 +1,9 @@
-"""Dask helpers: connect to (or start) a cluster, and evaluate a model over many files.
+"""Distributed evaluation: the metrics of a model over many files, from per-partition histograms.
 
-:func:`dask_client` yields a ``distributed.Client`` for an existing cluster (``tcp://host:port``
-or a scheduler JSON file) or for a :class:`~distributed.LocalCluster` it starts and stops.
+The partitions run on :mod:`hepad.partitions` (in-process, or on the Dask client of
+:func:`hepad.partitions.dask_client`, re-exported here).
 
-:func:`evaluate_files` computes the metrics of :mod:`hepad.metrics` (ROC AUC, TPR at FPR
+:func:`evaluate_files_by_histogram` computes the metrics of :mod:`hepad.metrics` (ROC AUC, TPR at FPR
 1e-3/1e-4/1e-5, max SIC) for background and signal files too large for one node, without ever
 gathering the scores: every partition returns a histogram of its scores, and the client adds
 them up. The histogram is built so that the trigger working points are exact:
@@ -40,19 +40,20 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, HepadError, InputError
+from .errors import ConfigError, InputError
+from .partitions import DistributedError, dask_client
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "DistributedError",
     "dask_client",
-    "evaluate_files",
+    "evaluate_files_by_histogram",
     "metrics_from_histograms",
     "histogram_edges",
 ]
 
-#: Bulk bins of :func:`evaluate_files` by default.
+#: Bulk bins of :func:`evaluate_files_by_histogram` by default.
 DEFAULT_BINS = 2048
 #: Events scored on the client to place the bulk bin edges.
 DEFAULT_SKETCH_SIZE = 50_000
@@ -60,120 +61,6 @@ DEFAULT_SKETCH_SIZE = 50_000
 DEFAULT_TAIL_FRACTION = 0.01
 #: Largest number of exact tail scores kept (memory on the client: 8 bytes each).
 MAX_TAIL = 5_000_000
-
-
-class DistributedError(HepadError):
-    """The Dask cluster could not be reached or started."""
-
-
-# ---------------------------------------------------------------------- clients
-def _looks_like_address(text: str) -> bool:
-    return "://" in text or (":" in text and not os.path.exists(text) and text.rsplit(":", 1)[-1].isdigit())
-
-
-@contextlib.contextmanager
-def dask_client(
-    *,
-    client: Any = None,
-    scheduler: str | os.PathLike[str] | None = None,
-    n_workers: int | None = None,
-    max_workers: int | None = None,
-    threads_per_worker: int = 1,
-    processes: bool = True,
-    dashboard_address: str | None = ":0",
-) -> Iterator[Any]:
-    """A ``distributed.Client``: the one given, one connected to ``scheduler``, or a local cluster.
-
-    Parameters
-    ----------
-    client : distributed.Client, optional
-        Used as is and left open.
-    scheduler : str or path, optional
-        ``tcp://host:port`` of a running scheduler, or the JSON file written by
-        ``dask scheduler --scheduler-file`` (what dask-jobqueue and batch scripts share).
-    n_workers : int, optional
-        Worker processes of the local cluster (default: the cores this process may use,
-        at most ``max_workers``).
-    threads_per_worker : int
-        Threads per local worker. One: scoring engines run their own threads per task.
-    processes : bool
-        Local workers as processes (default; the GIL-free choice for numpy/sklearn code).
-    dashboard_address : str or None
-        Dashboard of a local cluster (``":0"``: a free port, logged at INFO; None: off).
-
-    Raises
-    ------
-    DistributedError
-        The scheduler cannot be reached.
-    """
-    from . import extras
-
-    distributed = extras.dask_distributed("Running on Dask")
-
-    if client is not None:
-        yield client
-        return
-    if scheduler is not None:
-        text = os.fspath(scheduler)
-        try:
-            if not _looks_like_address(text):
-                if not Path(text).is_file():
-                    raise DistributedError(
-                        f"{text}: neither a scheduler address (tcp://HOST:PORT) nor an existing "
-                        "scheduler file (written by `dask scheduler --scheduler-file FILE`)."
-                    )
-                c = distributed.Client(scheduler_file=text, timeout="20s")
-            else:
-                c = distributed.Client(text, timeout="20s")
-        except DistributedError:
-            raise
-        except (OSError, TimeoutError) as exc:
-            raise DistributedError(
-                f"Cannot reach the Dask scheduler at {text} ({exc.__class__.__name__}: {exc}). "
-                "Check the address and that `dask scheduler` is running, or leave out "
-                "--scheduler to use a local cluster."
-            ) from None
-        log.info("connected to Dask scheduler %s (dashboard %s)", c.scheduler.address, c.dashboard_link)
-        try:
-            yield c
-        finally:
-            c.close()
-        return
-
-    from .engine import available_cpus
-
-    n = n_workers if n_workers else available_cpus()
-    if max_workers:
-        n = max(1, min(n, int(max_workers)))
-    # Dask logs every start and stop at INFO; a local cluster is an implementation detail of the
-    # job, so its chatter is shown only when hepad itself logs at DEBUG.
-    dlog = logging.getLogger("distributed")
-    old_level = dlog.level
-    if not log.isEnabledFor(logging.DEBUG):
-        dlog.setLevel(logging.ERROR)
-    import dask
-
-    try:
-        # Dask's nannies set MALLOC_TRIM_THRESHOLD_=65536 in their workers. Any explicit glibc
-        # malloc setting freezes the mmap threshold at 128 KiB, so every chunk-sized numpy
-        # temporary is mmap'd and unmapped again: scoring ran 4-5x slower per task. Unset it.
-        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
-            cluster = distributed.LocalCluster(
-                n_workers=n,
-                threads_per_worker=threads_per_worker,
-                processes=processes,
-                dashboard_address=dashboard_address,
-                silence_logs=logging.ERROR if not log.isEnabledFor(logging.DEBUG) else False,
-            )
-        c = distributed.Client(cluster)
-        log.info("started a local Dask cluster: %d workers (dashboard %s)", n, c.dashboard_link)
-        try:
-            yield c
-        finally:
-            c.close()
-            cluster.close()
-    finally:
-        dlog.setLevel(old_level)
 
 
 # ---------------------------------------------------------------------- histogram metrics
@@ -264,7 +151,7 @@ def metrics_from_histograms(
         Target background efficiencies (default :data:`hepad.metrics.DEFAULT_FPRS`).
     exact_above : float
         Edges at or above this score resolve every distinct background score (the exact
-        tail of :func:`evaluate_files`); working points whose cut falls below it are flagged
+        tail of :func:`evaluate_files_by_histogram`); working points whose cut falls below it are flagged
         ``exact=False`` (their cut is only known to a bin edge).
     min_background_sic : int
         SIC points resting on fewer background events are ignored
@@ -349,19 +236,17 @@ def metrics_from_histograms(
 
 
 # ---------------------------------------------------------------------- evaluate
-def _sketch_sample(
-    parts: Sequence[Any], detector: Any, scorer: Callable, sketch_size: int
-) -> np.ndarray:
+def _sketch_sample(parts: Sequence[Any], scorer: Callable, sketch_size: int) -> np.ndarray:
     """Score the first rows of every partition: about ``sketch_size`` events in all."""
     from .io import read_events
-    from .scoring import _align
+    from .partitions import align_features
 
     per = max(1, math.ceil(sketch_size / max(1, len(parts))))
-    names = getattr(detector, "feature_names_in_", None)
+    names = getattr(scorer, "feature_names", None)
     out = []
     for p in parts:
         ev = read_events(p.path, format=p.format, key=p.key, entry_range=(p.start, min(p.stop, p.start + per)))
-        out.append(np.asarray(scorer(_align(ev, names)), dtype=np.float64))
+        out.append(np.asarray(scorer(align_features(ev, names)), dtype=np.float64))
     return np.concatenate(out)
 
 
@@ -385,7 +270,7 @@ def _warn_if_weighted(paths: Sequence[Any]) -> None:
                 return
 
 
-def evaluate_files(
+def evaluate_files_by_histogram(
     model: Any,
     background: Sequence[str | os.PathLike[str]],
     signals: Mapping[str, Sequence[str | os.PathLike[str]]],
@@ -415,7 +300,7 @@ def evaluate_files(
     Parameters
     ----------
     model : path-like or BaseDetector
-        Saved model directory or fitted detector.
+        Saved model directory, exported ``.onnx`` file, or fitted detector.
     background : sequence of path-like
         Background (SM) files or globs.
     signals : mapping of str to sequence of path-like
@@ -423,7 +308,7 @@ def evaluate_files(
     scheduler, n_workers, client
         Where to run, as :func:`hepad.scoring.score_files` (``n_workers=0``: in-process).
     chunk_size, partition_size : int, optional
-        Streaming chunk and partition size (defaults of :mod:`hepad.scoring`).
+        Streaming chunk and partition size (defaults of :mod:`hepad.partitions`).
     bins : int
         Equal-population bins in the bulk of the score distribution.
     sketch_size : int
@@ -445,7 +330,8 @@ def evaluate_files(
         "signals": {name: metrics_from_histograms(...) + {"files": [...]}}}``.
     """
     from . import metrics as M
-    from . import scoring as sc
+    from . import partitions as P
+    from .engine import make_scorer
 
     fprs = tuple(M.DEFAULT_FPRS if fprs is None else fprs)
     if not 0 < tail_fraction < 1:
@@ -453,20 +339,19 @@ def evaluate_files(
     if fprs and max(fprs) > tail_fraction:
         tail_fraction = max(fprs)
     if not signals:
-        raise ConfigError("evaluate_files needs at least one signal: signals={'name': [files]}.")
-    chunk_size = int(chunk_size or sc.DEFAULT_CHUNK_SIZE)
-    partition_size = int(partition_size or sc.DEFAULT_PARTITION_SIZE)
+        raise ConfigError("evaluate_files_by_histogram needs at least one signal: signals={'name': [files]}.")
+    partition_size = int(partition_size or P.DEFAULT_PARTITION_SIZE)
 
-    bkg_paths = sc.expand_files(background)
+    bkg_paths = P.expand_files(background)
     _warn_if_weighted(bkg_paths)
-    bkg_parts = sc.plan_partitions(bkg_paths, partition_size=partition_size, format=format, key=key)
+    bkg_parts = P.plan_partitions(bkg_paths, partition_size=partition_size, format=format, key=key)
     sig_parts: list[Any] = []
     sig_of: dict[int, str] = {}
     sig_files: dict[str, list[str]] = {}
     for name, files in signals.items():
-        paths = sc.expand_files([files] if isinstance(files, (str, os.PathLike)) else files)
+        paths = P.expand_files([files] if isinstance(files, (str, os.PathLike)) else files)
         sig_files[name] = [str(p) for p in paths]
-        for p in sc.plan_partitions(paths, partition_size=partition_size, format=format, key=key):
+        for p in P.plan_partitions(paths, partition_size=partition_size, format=format, key=key):
             p = dataclasses.replace(p, index=len(sig_parts))
             sig_of[p.index] = name
             sig_parts.append(p)
@@ -475,9 +360,8 @@ def evaluate_files(
         raise InputError("The background files hold no events.")
     k = min(MAX_TAIL, int(tail_fraction * n_bkg) + 1)
 
-    detector = sc._load_local(model)
-    local_scorer = sc._make_scorer(detector, engine, threads)
-    sample = _sketch_sample(bkg_parts + sig_parts, detector, local_scorer, sketch_size)
+    local_scorer = make_scorer(model, engine=engine, threads=threads)
+    sample = _sketch_sample(bkg_parts + sig_parts, local_scorer, sketch_size)
     bulk = histogram_edges(sample, bins)
 
     total_parts = len(bkg_parts) + len(sig_parts)
@@ -490,7 +374,7 @@ def evaluate_files(
         state["parts"] += 1
         state["events"] += part.n_events
         if progress is not None:
-            progress(sc.ScoreProgress(state["parts"], total_parts, state["events"], total_events, 0, part))
+            progress(_progress(state["parts"], total_parts, state["events"], total_events, part))
 
     def on_bkg(part: Any, result: Any) -> None:
         nonlocal bkg_hist, top
@@ -509,19 +393,21 @@ def evaluate_files(
 
     in_process = client is None and scheduler is None and n_workers == 0
     if in_process:
-        sc._run_inprocess(bkg_parts, detector, local_scorer, chunk_size, on_bkg, _reduce_background, (bulk, k))
+        P.run_partitions(bkg_parts, on_bkg, scorer=local_scorer, chunk_size=chunk_size,
+                         reduce=_reduce_background, reduce_args=(bulk, k))
         edges, bkg_counts = _refine_background(bulk, bkg_hist, top)
-        sc._run_inprocess(sig_parts, detector, local_scorer, chunk_size, on_sig, _reduce_signal, (edges,))
+        P.run_partitions(sig_parts, on_sig, scorer=local_scorer, chunk_size=chunk_size,
+                         reduce=_reduce_signal, reduce_args=(edges,))
     else:
-        payload = sc.pack_model(model)
-        wthreads = 1 if threads is None else threads
+        payload = P.pack_model(model)
+        run = dict(payload=payload, engine=engine, threads=1 if threads is None else threads, chunk_size=chunk_size)
         with dask_client(client=client, scheduler=scheduler, n_workers=n_workers or None,
                          max_workers=total_parts) as c:
-            sc._run_dask(c, bkg_parts, payload, engine, wthreads, chunk_size, on_bkg,
-                         _reduce_background, (bulk, k), tag="eval-bkg")
+            P.run_partitions(bkg_parts, on_bkg, client=c, reduce=_reduce_background, reduce_args=(bulk, k),
+                             tag="eval-bkg", **run)
             edges, bkg_counts = _refine_background(bulk, bkg_hist, top)
-            sc._run_dask(c, sig_parts, payload, engine, wthreads, chunk_size, on_sig,
-                         _reduce_signal, (edges,), tag="eval-sig")
+            P.run_partitions(sig_parts, on_sig, client=c, reduce=_reduce_signal, reduce_args=(edges,),
+                             tag="eval-sig", **run)
 
     # Below the smallest kept score, bins hold background the tail does not resolve.
     exact_above = float(top[-1]) if top.size and top.size < n_bkg else -np.inf
@@ -541,3 +427,9 @@ def evaluate_files(
         "background_files": [str(p) for p in bkg_paths],
         "signals": results,
     }
+
+
+def _progress(parts_done: int, parts_total: int, events_done: int, events_total: int, part: Any) -> Any:
+    from .partitions import ScoreProgress
+
+    return ScoreProgress(parts_done, parts_total, events_done, events_total, 0, part)

@@ -134,6 +134,26 @@ class Scorer:
             out[start:stop] = self._fn(arr[start:stop])
         return out
 
+    # The read-only surface of a fitted detector, so evaluation and scoring take a Scorer
+    # (an exported .onnx model) wherever they take a detector.
+    def score_samples(self, X: Any) -> np.ndarray:
+        """The anomaly scores (as a detector's ``score_samples``)."""
+        return self(X)
+
+    decision_function = score_samples
+
+    @property
+    def threshold_(self) -> float | None:
+        return self.threshold
+
+    @property
+    def feature_names_in_(self) -> list[str]:
+        return self.feature_names
+
+    @property
+    def n_features_in_(self) -> int:
+        return self.n_features
+
     def predict(self, X: Any) -> np.ndarray:
         """1 where ``score > threshold`` else 0 (int8)."""
         if self.threshold is None:

@@ -1,9 +1,13 @@
 """Score many event files with a saved model, in-process or on a Dask cluster, with resume.
 
-The unit of work is a :class:`Partition`: a row range of one input file (HDF5 dataset rows,
-ROOT entries, Parquet rows; a whole file for CSV). Every partition is scored by the batched
-engine (:func:`hepad.engine.make_scorer`) while streaming its rows in chunks, so a worker's
-memory is bounded by ``chunk_size`` whatever the partition size. Its scores come back to the
+The unit of work is a :class:`hepad.partitions.Partition`: a row range of one input file (HDF5
+dataset rows, ROOT entries, Parquet rows; a whole file for CSV), run by the partition-execution
+layer :mod:`hepad.partitions` (in this process, or on Dask when a scheduler is given or the input
+is large enough for a local cluster to pay off). Every partition is scored by the batched
+engine (:func:`hepad.engine.make_scorer`) while streaming its rows in chunks (the next one read
+while the current one is scored), so a worker's memory is bounded by the working-memory budget
+whatever the partition size. The model may be a saved directory, a fitted detector, or an
+exported ``.onnx`` file. Its scores come back to the
 client, which writes them into one small HDF5 *part file* per partition (atomically) in the
 folder ``.SCORES.h5.parts/`` beside the output, then assembles the output in input order::
 
@@ -36,29 +40,37 @@ scored again. Parts are deleted once the output is assembled.
 
 from __future__ import annotations
 
-import atexit
-import glob
-import hashlib
 import logging
 import os
 import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ._atomic import atomic_path
-from .errors import ConfigError, HepadError, InputError, ModelFileError, closest
+from .errors import ConfigError, InputError
+from .partitions import (
+    DEFAULT_PARTITION_SIZE,
+    ModelPayload,
+    Partition,
+    PartitionError,
+    ScoreProgress,
+    expand_files,
+    model_sha256,
+    pack_model,
+    plan_partitions,
+    run_partitions,
+)
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "DEFAULT_CHUNK_SIZE",
     "DEFAULT_PARTITION_SIZE",
+    "LOCAL_CLUSTER_MIN_EVENTS_PER_CORE",
     "Partition",
     "ModelPayload",
     "ScoreProgress",
@@ -68,312 +80,22 @@ __all__ = [
     "plan_partitions",
     "model_sha256",
     "pack_model",
+    "parts_dir",
     "score_files",
     "read_scores",
 ]
 
-#: Events read and scored at once inside a partition (bounds a worker's memory).
-DEFAULT_CHUNK_SIZE = 100_000
-#: Events per partition, the unit of scheduling, retry and resume. Fixed (not derived from the
-#: cluster size) so that a re-run on another cluster still finds its finished parts.
-DEFAULT_PARTITION_SIZE = 250_000
-#: Formats whose readers can seek to a row range cheaply; others get one partition per file.
-_RANGE_FORMATS = ("hdf5", "root", "parquet")
+#: Without a scheduler, ``score_files`` starts a local Dask cluster only for inputs of at least
+#: this many events per available core: below it, starting the cluster and shipping the model
+#: cost more than the extra processes win over one multi-threaded engine in this process
+#: (measured by ``benchmarks/inference.py --e2e``, "local cluster crossover").
+LOCAL_CLUSTER_MIN_EVENTS_PER_CORE = 2_000_000
 _PART_FORMAT = "hepad-score-part/1"
 _OUTPUT_FORMAT = "hepad-scores/1"
 
 
-class ScoringError(HepadError):
+class ScoringError(PartitionError):
     """A scoring job failed (a partition raised on a worker, or the cluster went away)."""
-
-
-# ---------------------------------------------------------------------- inputs
-def expand_files(patterns: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Expand globs (``bkg_*.h5``) into existing files, keeping the order given.
-
-    A pattern's matches are sorted; a plain path must exist. A file named twice is kept once
-    (its first place).
-
-    Raises
-    ------
-    InputError
-        A plain path that does not exist, or a glob that matches nothing.
-    """
-    out: list[Path] = []
-    seen: set[Path] = set()
-    for pat in patterns:
-        text = os.fspath(pat)
-        if glob.has_magic(text):
-            matches = sorted(Path(m) for m in glob.glob(os.path.expanduser(text), recursive=True))
-            matches = [m for m in matches if m.is_file()]
-            if not matches:
-                raise InputError(f"{text}: the pattern matches no file.")
-        else:
-            p = Path(os.path.expanduser(text))
-            if not p.is_file():
-                hint = ""
-                if p.parent.is_dir():
-                    hint = closest(p.name, [c.name for c in p.parent.iterdir()])
-                raise InputError(f"{p}: no such file.{hint}")
-            matches = [p]
-        for m in matches:
-            key = m.resolve()
-            if key not in seen:
-                seen.add(key)
-                out.append(m)
-    if not out:
-        raise InputError("No input files given.")
-    return out
-
-
-@dataclass(frozen=True)
-class Partition:
-    """Rows ``start <= i < stop`` of input file number ``file_index``.
-
-    ``size`` and ``mtime_ns`` identify the version of the file the partition was planned on
-    (what resume compares).
-    """
-
-    index: int
-    file_index: int
-    path: str
-    start: int
-    stop: int
-    format: str
-    key: str | None
-    size: int
-    mtime_ns: int
-
-    @property
-    def n_events(self) -> int:
-        return self.stop - self.start
-
-    @property
-    def part_name(self) -> str:
-        return f"part-{self.file_index:06d}-{self.start:012d}.h5"
-
-
-def plan_partitions(
-    files: Sequence[str | os.PathLike[str]],
-    *,
-    partition_size: int = DEFAULT_PARTITION_SIZE,
-    format: str | None = None,
-    key: str | None = None,
-) -> list[Partition]:
-    """Split input files into row-range partitions, in input order.
-
-    Event counts come from file metadata (:func:`hepad.io.count_events`): HDF5 dataset
-    shapes, ROOT ``num_entries``, Parquet footers. CSV files cannot seek to a row, so each
-    is one partition.
-    """
-    from .io._dispatch import count_events, detect_format
-
-    if not isinstance(partition_size, (int, np.integer)) or partition_size < 1:
-        raise ConfigError(f"partition_size must be a positive integer, got {partition_size!r}.")
-    parts: list[Partition] = []
-    for fi, f in enumerate(files):
-        p = Path(f)
-        fmt = detect_format(p, format)
-        n = count_events(p, format=fmt, key=key)
-        st = p.stat()
-        step = int(partition_size) if fmt in _RANGE_FORMATS else max(n, 1)
-        for start in range(0, n, step):
-            parts.append(
-                Partition(
-                    index=len(parts), file_index=fi, path=str(p.resolve()), start=start,
-                    stop=min(n, start + step), format=fmt, key=key, size=st.st_size,
-                    mtime_ns=st.st_mtime_ns,
-                )
-            )
-    return parts
-
-
-# ---------------------------------------------------------------------- the model
-def model_sha256(model_dir: str | os.PathLike[str]) -> str:
-    """SHA-256 over every file of a model directory (relative names and bytes, sorted).
-
-    Two directories with the same files give the same hash wherever they live.
-    """
-    return _payload_hash(_read_model_files(Path(model_dir)))
-
-
-def _read_model_files(root: Path) -> dict[str, bytes]:
-    if not root.is_dir():
-        raise ModelFileError(f"{root}: not a model directory (save one with detector.save(path)).")
-    files = {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.name.startswith(".")
-    }
-    if not files:
-        raise ModelFileError(f"{root}: the model directory is empty.")
-    return files
-
-
-def _payload_hash(files: Mapping[str, bytes]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(files):
-        raw = name.encode()
-        h.update(len(raw).to_bytes(8, "little") + raw)
-        h.update(len(files[name]).to_bytes(8, "little"))
-        h.update(files[name])
-    return h.hexdigest()
-
-
-@dataclass(frozen=True)
-class ModelPayload:
-    """A model directory as bytes: what is shipped to workers (no path, no pickle of objects).
-
-    Workers rebuild the directory in a temporary folder and load it with :func:`hepad.load`,
-    which checks the model's own manifest; :attr:`sha256` is checked first.
-    """
-
-    sha256: str
-    files: dict[str, bytes] = field(repr=False)
-    name: str = "model"
-
-    @property
-    def n_bytes(self) -> int:
-        return sum(len(b) for b in self.files.values())
-
-
-def pack_model(model: Any) -> ModelPayload:
-    """Read a model directory (or save a fitted detector to a temporary one) into a payload."""
-    if isinstance(model, (str, os.PathLike)):
-        root = Path(model)
-        files = _read_model_files(root)
-        return ModelPayload(sha256=_payload_hash(files), files=files, name=root.name)
-    save = getattr(model, "save", None)
-    if not callable(save):
-        raise ConfigError(
-            f"Expected a model directory or a fitted detector, got {type(model).__name__}."
-        )
-    with tempfile.TemporaryDirectory(prefix="hepad-model-") as tmp:
-        target = Path(tmp) / "model"
-        save(target)
-        files = _read_model_files(target)
-    return ModelPayload(sha256=_payload_hash(files), files=files, name=getattr(model, "name", "model"))
-
-
-#: Per-process cache: (model sha256, engine, threads) -> (detector, scorer). A Dask worker
-#: rebuilds a model once, however many partitions it scores.
-_MODELS: dict[tuple[str, str, int | None], tuple[Any, Callable[[np.ndarray], np.ndarray]]] = {}
-_MODEL_DIRS: list[str] = []
-
-
-def _cleanup_model_dirs() -> None:
-    for d in _MODEL_DIRS:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-atexit.register(_cleanup_model_dirs)
-
-
-def _make_scorer(detector: Any, engine: str, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
-    try:
-        from .engine import make_scorer
-    except ImportError:  # the engine module is optional in a partial install
-        if engine not in ("auto", "native"):
-            raise ConfigError(
-                f"engine {engine!r} needs hepad.engine, which is not available; use engine='native'."
-            ) from None
-        return detector.score_samples
-    return make_scorer(detector, engine=engine, threads=threads)
-
-
-def _rebuild(payload: ModelPayload, engine: str, threads: int | None) -> tuple[Any, Callable]:
-    cache_key = (payload.sha256, engine, threads)
-    hit = _MODELS.get(cache_key)
-    if hit is not None:
-        return hit
-    if _payload_hash(payload.files) != payload.sha256:
-        raise ModelFileError(
-            f"model {payload.name!r}: the shipped bytes do not match their SHA-256; "
-            "the transfer was corrupted. Run the job again."
-        )
-    import hepad
-
-    tmp = tempfile.mkdtemp(prefix="hepad-model-")
-    _MODEL_DIRS.append(tmp)
-    root = Path(tmp) / (payload.name or "model")
-    for name, data in payload.files.items():
-        target = root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-    detector = hepad.load(root)
-    scorer = _make_scorer(detector, engine, threads)
-    _MODELS[cache_key] = (detector, scorer)
-    log.info("rebuilt model %s (%s) in %s", payload.name, payload.sha256[:12], root)
-    return detector, scorer
-
-
-def _warm(payload: ModelPayload, engine: str, threads: int | None) -> str:
-    """Rebuild the model in this process ahead of the first task (``client.run(_warm, ...)``)."""
-    _rebuild(payload, engine, threads)
-    return payload.sha256
-
-
-# ---------------------------------------------------------------------- one partition
-def _align(events: Any, names: Sequence[str] | None) -> np.ndarray:
-    """The model's inputs from a chunk: flat files may hold more (or reordered) columns."""
-    X = events.features
-    if events.is_objects or not names or list(events.feature_names) == list(names):
-        return X
-    have = {n: i for i, n in enumerate(events.feature_names)}
-    missing = [n for n in names if n not in have]
-    if missing:
-        if X.shape[1] == len(names):
-            return X  # unnamed columns (f0, f1, ...) of the right width: trust the order
-        raise InputError(
-            f"{events.source}: no column {missing[0]!r}, which the model was trained on."
-            f"{closest(missing[0], list(have))} The model needs: {', '.join(names)}."
-        )
-    return np.ascontiguousarray(X[:, [have[n] for n in names]])
-
-
-def _score_rows(
-    part: Partition, detector: Any, scorer: Callable[[np.ndarray], np.ndarray], chunk_size: int
-) -> np.ndarray:
-    from .io import iter_events
-
-    names = getattr(detector, "feature_names_in_", None)
-    out = np.empty(part.n_events, dtype=np.float32)
-    pos = 0
-    for chunk in iter_events(
-        part.path, chunk_size=int(chunk_size), format=part.format, key=part.key,
-        entry_range=(part.start, part.stop),
-    ):
-        n = len(chunk)
-        if n == 0:
-            continue
-        if pos + n > out.size:
-            raise InputError(
-                f"{part.path}: rows {part.start}-{part.stop} returned more events than planned; "
-                "the file changed while it was being scored."
-            )
-        out[pos : pos + n] = scorer(_align(chunk, names))
-        pos += n
-    if pos != out.size:
-        raise InputError(
-            f"{part.path}: rows {part.start}-{part.stop} gave {pos} events, expected {out.size}; "
-            "the file changed while it was being scored."
-        )
-    return out
-
-
-def _partition_task(
-    part: Partition,
-    payload: ModelPayload,
-    engine: str,
-    threads: int | None,
-    chunk_size: int,
-    reduce: Callable[..., Any] | None = None,
-    reduce_args: tuple = (),
-) -> Any:
-    """Run on a worker: score one partition, return its scores (or ``reduce(scores, *args)``)."""
-    detector, scorer = _rebuild(payload, engine, threads)
-    scores = _score_rows(part, detector, scorer, chunk_size)
-    return scores if reduce is None else reduce(scores, *reduce_args)
 
 
 # ---------------------------------------------------------------------- parts on disk
@@ -425,23 +147,13 @@ def _part_is_done(path: Path, part: Partition, model_hash: str) -> bool:
     return n == part.n_events
 
 
-def _parts_dir(output: Path) -> Path:
+def parts_dir(output: str | os.PathLike[str]) -> Path:
+    """The folder of per-partition part files of the job writing ``output`` (kept for resume)."""
+    output = Path(output)
     return output.parent / f".{output.name}.parts"
 
 
 # ---------------------------------------------------------------------- progress and report
-@dataclass(frozen=True)
-class ScoreProgress:
-    """Passed to the ``progress`` callback after every finished (or skipped) partition."""
-
-    parts_done: int
-    parts_total: int
-    events_done: int
-    events_total: int
-    parts_skipped: int
-    partition: Partition | None = None
-
-
 @dataclass(frozen=True)
 class ScoreReport:
     """What :func:`score_files` did."""
@@ -467,77 +179,29 @@ class ScoreReport:
 
 
 # ---------------------------------------------------------------------- execution
-def _run_inprocess(
-    parts: Sequence[Partition],
-    detector: Any,
-    scorer: Callable,
-    chunk_size: int,
-    on_result: Callable[[Partition, Any], None],
-    reduce: Callable[..., Any] | None = None,
-    reduce_args: tuple = (),
-) -> None:
-    for part in parts:
-        scores = _score_rows(part, detector, scorer, chunk_size)
-        on_result(part, scores if reduce is None else reduce(scores, *reduce_args))
+def _local_scorer(model: Any, engine: str, threads: int | None) -> Any:
+    from .engine import make_scorer
 
-
-def _run_dask(
-    client: Any,
-    parts: Sequence[Partition],
-    payload: ModelPayload,
-    engine: str,
-    threads: int | None,
-    chunk_size: int,
-    on_result: Callable[[Partition, Any], None],
-    reduce: Callable[..., Any] | None = None,
-    reduce_args: tuple = (),
-    tag: str = "score",
-) -> None:
-    from distributed import as_completed
-
-    if not parts:
-        return
-    # One copy per worker, sent once; every partition task refers to it.
-    [model_future] = client.scatter([payload], broadcast=True, hash=False)
-    futures = {}
-    for part in parts:
-        fut = client.submit(
-            _partition_task, part, model_future, engine, threads, chunk_size, reduce, reduce_args,
-            key=f"hepad-{tag}-{payload.sha256[:8]}-{part.file_index}-{part.start}-{time.monotonic_ns()}",
-            pure=False,
-            # Earlier partitions first, so results (and the progress bar) arrive in input order.
-            priority=-part.index,
+    if not isinstance(model, (str, os.PathLike)) and not hasattr(model, "score_samples"):
+        raise ConfigError(
+            f"Expected a model directory, an .onnx file or a fitted detector, got {type(model).__name__}."
         )
-        futures[fut] = part
-    try:
-        for fut in as_completed(list(futures)):
-            part = futures.pop(fut)
-            try:
-                result = fut.result()
-            except HepadError:
-                raise
-            except Exception as exc:
-                raise ScoringError(
-                    f"{part.path}: scoring rows {part.start}-{part.stop} failed on the cluster "
-                    f"({exc.__class__.__name__}: {exc}). Finished partitions are kept; re-run "
-                    "the same command to resume."
-                ) from exc
-            fut.release()
-            on_result(part, result)
-    finally:
-        if futures:
-            client.cancel(list(futures))
-        client.cancel([model_future])
+    return make_scorer(model, engine=engine, threads=threads)
 
 
-def _load_local(model: Any) -> Any:
-    if isinstance(model, (str, os.PathLike)):
-        import hepad
+def use_local_cluster(n_events: int, n_partitions: int, n_workers: int | None, cores: int | None = None) -> bool:
+    """Whether :func:`score_files` without a scheduler starts a local Dask cluster.
 
-        return hepad.load(model)
-    if not hasattr(model, "score_samples"):
-        raise ConfigError(f"Expected a model directory or a fitted detector, got {type(model).__name__}.")
-    return model
+    ``n_workers=0``: never; ``K > 0``: always. Default: only for at least two partitions and
+    :data:`LOCAL_CLUSTER_MIN_EVENTS_PER_CORE` events per core.
+    """
+    if n_workers is not None:
+        return n_workers > 0
+    if cores is None:
+        from .engine import available_cpus
+
+        cores = available_cpus()
+    return n_partitions > 1 and cores > 1 and n_events >= LOCAL_CLUSTER_MIN_EVENTS_PER_CORE * cores
 
 
 def score_files(
@@ -547,7 +211,7 @@ def score_files(
     *,
     format: str | None = None,
     key: str | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | None = None,
     partition_size: int = DEFAULT_PARTITION_SIZE,
     engine: str = "auto",
     threads: int | None = None,
@@ -563,7 +227,8 @@ def score_files(
     Parameters
     ----------
     model : path-like or BaseDetector
-        A saved model directory (what :func:`hepad.load` reads), or a fitted detector.
+        A saved model directory (what :func:`hepad.load` reads), an ``.onnx`` file written by
+        :func:`hepad.export_onnx`, or a fitted detector.
     files : sequence of path-like
         Input files or glob patterns, in the order the output rows follow.
     output : path-like
@@ -571,8 +236,9 @@ def score_files(
         the module docstring). Written atomically once every partition is done.
     format, key : str, optional
         Input format and HDF5 dataset / ROOT tree, as for :func:`hepad.read_events`.
-    chunk_size : int
-        Events read and scored at once inside a partition (bounds memory per worker).
+    chunk_size : int, optional
+        Events read and scored at once inside a partition (default: from the working-memory
+        budget, :func:`hepad.partitions.read_chunk_rows`).
     partition_size : int
         Events per partition: the unit of scheduling, retry and resume.
     engine : {"auto", "onnx", "torch", "native"}
@@ -584,8 +250,8 @@ def score_files(
         Address (``tcp://host:8786``) or scheduler JSON file of a running Dask cluster.
     n_workers : int, optional
         ``0``: score in this process. ``K``: a local Dask cluster of K worker processes.
-        Default: in-process when there is at most one partition to score, else a local
-        cluster with one worker per core.
+        Default: in this process, unless the input is large enough for a local cluster to pay
+        off (:func:`use_local_cluster`).
     client : distributed.Client, optional
         Use this client (takes precedence over ``scheduler`` and ``n_workers``).
     resume : bool
@@ -609,20 +275,20 @@ def score_files(
     out = Path(output)
     if out.exists() and out.is_dir():
         raise ConfigError(f"{out}: is a directory; give an output file name such as scores.h5.")
-    if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+    if chunk_size is not None and (not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1):
         raise ConfigError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
     if n_workers is not None and (not isinstance(n_workers, (int, np.integer)) or n_workers < 0):
         raise ConfigError(f"n_workers must be 0 (in-process) or a positive integer, got {n_workers!r}.")
     paths = expand_files(files)
-    detector = _load_local(model)
-    threshold = float(getattr(detector, "threshold_", np.nan))
+    scorer = _local_scorer(model, engine, threads)
+    threshold = np.nan if scorer.threshold is None else float(scorer.threshold)
     payload = pack_model(model)
     parts = plan_partitions(paths, partition_size=partition_size, format=format, key=key)
     total_events = sum(p.n_events for p in parts)
     if total_events == 0:
         raise InputError(f"{', '.join(map(str, paths))}: no events to score.")
 
-    pdir = _parts_dir(out)
+    pdir = parts_dir(out)
     pdir.mkdir(parents=True, exist_ok=True)
     todo: list[Partition] = []
     done_events = 0
@@ -655,18 +321,22 @@ def score_files(
     # The scoring phase is timed from a ready cluster: starting one is a fixed cost.
     t_score = time.perf_counter()
     mode, n_used = "in-process", 1
-    if client is None and scheduler is None and (n_workers == 0 or (n_workers is None and len(todo) <= 1)):
-        scorer = _make_scorer(detector, engine, threads)
-        _run_inprocess(todo, detector, scorer, chunk_size, on_result)
+    todo_events = sum(p.n_events for p in todo)
+    if client is None and scheduler is None and not use_local_cluster(todo_events, len(todo), n_workers):
+        run_partitions(todo, on_result, scorer=scorer, chunk_size=chunk_size)
     elif todo:
-        from .distributed import dask_client
+        from .partitions import dask_client
 
         with dask_client(client=client, scheduler=scheduler, n_workers=n_workers or None,
                          max_workers=len(todo)) as c:
             mode = "dask"
             n_used = len(c.scheduler_info(n_workers=-1).get("workers", {})) or 1
             t_score = time.perf_counter()
-            _run_dask(c, todo, payload, engine, 1 if threads is None else threads, chunk_size, on_result)
+            try:
+                run_partitions(todo, on_result, client=c, payload=payload, engine=engine,
+                               threads=1 if threads is None else threads, chunk_size=chunk_size)
+            except PartitionError as exc:
+                raise ScoringError(str(exc)) from exc.__cause__
     scoring_s = time.perf_counter() - t_score
 
     n_accepted = _assemble(out, parts, pdir, paths, payload, threshold, engine, model)

@@ -76,7 +76,7 @@ def _bar_callback(bar: Any, task: Any):
 
 @app.command("evaluate")
 def evaluate_cmd(
-    model: Path = typer.Argument(..., help="Model directory (from `hepad train`).", show_default=False),
+    model: Path = typer.Argument(..., help="Model directory (from `hepad train`) or an exported .onnx file.", show_default=False),
     background: list[str] = typer.Option(..., "--background", "-b", help=_BKG_HELP, show_default=False),
     signal: list[str] = typer.Option(..., "--signal", "-s", help=_SIG_HELP, show_default=False),
     output: Path = typer.Option(..., "--output", "-o", help="Output folder: metrics.json, metrics.csv, plots/.", show_default=False),
@@ -137,9 +137,9 @@ def _evaluate(model, background, sigs, output, scheduler, fprs, max_events, no_p
 
             result = E.evaluate_files(model, background, sigs, scheduler=scheduler, fprs=fprs, progress=on_part)
     else:
-        import hepad
+        from ..api import load_model
 
-        det = hepad.load(model)
+        det = load_model(model)
         _check_model_features(det, [*background, *sigs.values()])
         with progress(disable=not show) as bar:
             task = bar.add_task("reading events", total=None)
@@ -192,37 +192,14 @@ def _named_models(models: list[str]) -> dict[str, str]:
 
 
 def _load_or_train(spec: str, train: Optional[Path], val: Optional[Path], bar: Any, task: Any) -> tuple[str, Any]:
-    """A model directory is loaded; a YAML config or a detector name is trained on --train."""
-    import hepad
-
-    p = Path(spec)
-    if p.is_dir():
-        det = hepad.load(p)
-        return p.name, det
-    is_config = p.suffix.lower() in (".yaml", ".yml")
-    if is_config and not p.is_file():
-        raise ConfigError(f"{p}: no such configuration file.")
-    if not is_config and spec not in hepad.available_detectors():
-        from ..errors import closest
-
-        choices = list(hepad.available_detectors())
-        raise ConfigError(
-            f"{spec!r} is neither a model directory, a YAML config nor a detector name.{closest(spec, choices)} "
-            "Run `hepad detectors` to list the names."
-        )
-    label = p.stem if is_config else spec
+    """A model directory / .onnx file is loaded; a YAML config or a detector name is trained on --train."""
+    from ..api import resolve_model
 
     def on_epoch(epoch: int, n_epochs: int, logs: dict[str, Any]) -> None:
-        bar.update(task, completed=epoch, total=n_epochs, description=f"training {label}")
+        bar.update(task, completed=epoch, total=n_epochs, description=f"training {Path(spec).stem}")
 
-    bar.update(task, description=f"training {label}", completed=0, total=None)
-    if is_config:
-        det = hepad.train(config=p, data=train, val=val, progress=on_epoch)
-    else:
-        if train is None:
-            raise ConfigError(f"{spec!r} is a detector name: give --train BKG.h5 to train it first (and --val).")
-        det = hepad.train(spec, train, val, progress=on_epoch)
-    return label, det
+    bar.update(task, description=f"preparing {spec}", completed=0, total=None)
+    return resolve_model(spec, train=train, val=val, progress=on_epoch)
 
 
 @app.command("compare")

@@ -15,7 +15,7 @@ log = logging.getLogger("hepad.cli")
 
 @app.command("score")
 def score_cmd(
-    model: Path = typer.Argument(..., help="Model directory written by `hepad train`.", show_default=False),
+    model: Path = typer.Argument(..., help="Model directory written by `hepad train`, or an exported .onnx file.", show_default=False),
     files: list[str] = typer.Argument(..., help="Input files or quoted globs ('data/*.h5'), scored in this order.", show_default=False),
     output: Path = typer.Option(..., "--output", "-o", help="Scores file to write (HDF5, atomically).", show_default=False),
     scheduler: Optional[str] = typer.Option(
@@ -23,9 +23,11 @@ def score_cmd(
     ),
     workers: Optional[int] = typer.Option(
         None, "--workers", "-j", min=0,
-        help="0: score in this process; K: a local Dask cluster of K processes. Default: one per core (in-process for a single partition).",
+        help="0: score in this process; K: a local Dask cluster of K processes. Default: in this process, unless the input is large enough for a local cluster to pay off.",
     ),
-    chunk_size: int = typer.Option(100_000, "--chunk-size", min=1, help="Events read and scored at once (bounds memory per worker)."),
+    chunk_size: Optional[int] = typer.Option(
+        None, "--chunk-size", min=1, help="Events read and scored at once (default: from the 256 MiB working-memory budget, HEPAD_WORKING_MEMORY_MIB)."
+    ),
     partition_size: int = typer.Option(
         250_000, "--partition-size", min=1, help="Events per partition: the unit of scheduling, retry and resume."
     ),
@@ -49,7 +51,7 @@ def score_cmd(
     from .._outputs import check_inputs_exist, writing
     from ..engine import ENGINES
     from ..errors import ConfigError, closest
-    from ..scoring import _parts_dir, expand_files, score_files
+    from ..scoring import expand_files, parts_dir, score_files
     from ._app import set_interrupt_hint
 
     if engine not in ENGINES:
@@ -69,7 +71,7 @@ def score_cmd(
 
     check_inputs_exist(files)
     inputs = [model, *expand_files(files)]
-    parts = _parts_dir(output)
+    parts = parts_dir(output)
 
     def hint() -> str:
         n = len(list(parts.glob("*"))) if parts.is_dir() else 0

@@ -251,7 +251,7 @@ def evaluate_files(
     progress: Callable[[Any], None] | None = None,
     info: Mapping[str, Any] | None = None,
 ) -> EvaluationResult:
-    """Evaluate files too large for one process with :func:`hepad.distributed.evaluate_files`.
+    """Evaluate files too large for one process with :func:`hepad.distributed.evaluate_files_by_histogram`.
 
     Scores are never gathered: the metrics come from per-partition histograms (see
     :mod:`hepad.distributed` for what is exact). The result holds the metrics table only (no
@@ -260,10 +260,10 @@ def evaluate_files(
     """
     from .. import distributed
 
-    if not hasattr(distributed, "evaluate_files"):
-        raise ConfigError("This hepad has no distributed evaluation (hepad.distributed.evaluate_files).")
+    if not hasattr(distributed, "evaluate_files_by_histogram"):
+        raise ConfigError("This hepad has no distributed evaluation (hepad.distributed.evaluate_files_by_histogram).")
     sig_files = {k: [v] if isinstance(v, (str, os.PathLike)) else list(v) for k, v in signals.items()}
-    res = distributed.evaluate_files(model, list(background), sig_files, scheduler=scheduler, n_workers=n_workers,
+    res = distributed.evaluate_files_by_histogram(model, list(background), sig_files, scheduler=scheduler, n_workers=n_workers,
                                      fprs=list(fprs), progress=progress)
     detector = model
     if isinstance(model, (str, os.PathLike)):
