@@ -15,7 +15,17 @@ Prints, for the default detector (trained quickly on toy events, or ``--model DI
 The machine is shared with other engineers' jobs while this runs: the load average is printed
 before and after, and every figure is relative to references measured in the same run.
 
-Usage: python benchmarks/inference.py [--quick] [--model DIR] [--threads 2] [--events N]
+End-to-end section (``--e2e`` runs it alone; the full run ends with it):
+
+- ``hepad score`` of one HDF5 file in this process (reading the next chunk while scoring the
+  current one) against a plain h5py read of the same file in the same chunks, measured in the
+  same run, and their ratio (goal >= 0.9), for the file as hepad writes it (gzip) and
+  uncompressed;
+- the local-cluster crossover: ``score`` in this process against a local Dask cluster (one
+  worker per core, its start-up included, as a user pays it) on growing inputs, and the size
+  from which the cluster is faster.
+
+Usage: python benchmarks/inference.py [--quick] [--model DIR] [--threads 2] [--events N] [--e2e]
 """
 
 from __future__ import annotations
@@ -143,7 +153,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="Cores to use (default 2).")
     ap.add_argument("--events", type=int, default=None, help="In-memory events to score (default 2^20, quick 2^15).")
     ap.add_argument("--no-hls", action="store_true", help="Skip the hls4ml C simulation (it compiles for ~30 s).")
+    ap.add_argument("--e2e", action="store_true", help="Only the end-to-end section (score vs raw read, cluster crossover).")
+    ap.add_argument("--e2e-events", type=int, default=None, help="Events of the end-to-end file (default 2M, quick 200k).")
     args = ap.parse_args()
+    if args.e2e:
+        end_to_end(args)
+        return
     quick = args.quick
     threads = args.threads
     import logging
@@ -294,6 +309,144 @@ def main() -> None:
               f"{peak / flops / 1e6:.1f} M events/s; small dense layers (57x32, 32x16) reach a fraction of the "
               "large-GEMM peak, and the other jobs on this machine take most of its cores (see the load).")
     print(f"\n{_load()}")
+    end_to_end(args)
+
+
+# ---------------------------------------------------------------------- end to end (score vs read)
+def _raw_read_s(path, rows: int) -> float:
+    """Seconds of a plain h5py read of the file's Particles in chunks of ``rows`` (best of 3)."""
+    import h5py
+
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        with h5py.File(path, "r") as f:
+            ds = f["Particles"]
+            for i in range(0, ds.shape[0], rows):
+                ds[i : i + rows]
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _score_s(model, files, out, **kw) -> tuple[float, object]:
+    from hepad.scoring import score_files
+
+    best, rep = float("inf"), None
+    for _ in range(kw.pop("repeats", 3)):
+        t = time.perf_counter()
+        rep = score_files(model, files, out, resume=False, **kw)
+        best = min(best, time.perf_counter() - t)
+    return best, rep
+
+
+def _cpu_breakdown(model, path, rows: int, cores: int) -> None:
+    """CPU seconds per stage of one chunk, and the ratio the cores here could reach at best."""
+    import h5py
+
+    import hepad
+    from hepad.engine import make_scorer
+
+    def cpu(fn) -> float:
+        best = float("inf")
+        for _ in range(3):
+            t = time.process_time()
+            fn()
+            best = min(best, time.process_time() - t)
+        return best
+
+    with h5py.File(path, "r") as f:
+        n = min(rows, f["Particles"].shape[0])
+        raw = cpu(lambda: f["Particles"][:n])
+    ev = hepad.read_events(path, entry_range=(0, n))
+    scorer = make_scorer(model, threads=1)
+    X = ev.features
+    stages = {
+        "raw h5py read": raw,
+        "hepad read (incl. validation)": cpu(lambda: hepad.read_events(path, entry_range=(0, n))),
+        "  of which validation": cpu(lambda: ev.validate()),
+        "model inputs (19x4 -> 57)": cpu(lambda: ev.features),
+        "engine (1 thread)": cpu(lambda: scorer(X)),
+    }
+    total = stages["hepad read (incl. validation)"] + stages["model inputs (19x4 -> 57)"] + stages["engine (1 thread)"]
+    print(f"    CPU per {n:,}-event chunk: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in stages.items()))
+    print(f"    score costs {total / raw:.1f}x the CPU of the raw read: with perfect overlap on {cores} free cores "
+          f"the ratio is at most {min(1.0, cores * raw / total):.2f}; >= 0.9 needs {0.9 * total / raw:.1f} free cores")
+
+
+def end_to_end(args) -> None:
+    """hepad score against a raw h5py read of the same file, and the local-cluster crossover."""
+    import logging
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    logging.basicConfig(level=logging.WARNING)
+    import hepad
+    from hepad._toy import toy_events
+    from hepad.detectors.registry import DEFAULT_DETECTOR
+    from hepad.engine import available_cpus
+    from hepad.partitions import read_chunk_rows
+    from hepad.scoring import LOCAL_CLUSTER_MIN_EVENTS_PER_CORE
+
+    quick = args.quick
+    n = args.e2e_events or (200_000 if quick else 2_000_000)
+    cores = available_cpus()
+    print(f"\nEnd to end: `hepad score` (in-process, next chunk read while scoring) vs a plain h5py read; {_load()}")
+    tmp = Path(tempfile.mkdtemp(prefix="hepad-e2e-"))
+    try:
+        if args.model:
+            model = Path(args.model)
+        else:
+            det = hepad.make_detector(DEFAULT_DETECTOR, epochs=1 if quick else 3, n_threads=1)
+            det.fit(toy_events(20_000, "background", seed=1))
+            model = det.save(tmp / "model")
+        base = toy_events(min(n, 200_000), "background", seed=5)
+        rows = read_chunk_rows()
+        for compression in ("gzip", None):
+            path = tmp / f"events_{compression}.h5"
+            chunks = (base[: min(len(base), n - i)] for i in range(0, n, len(base)))
+            hepad.write_events(chunks, path, compression=compression)
+            read_s = _raw_read_s(path, rows)  # also brings the file into the page cache
+            e2e_s, rep = _score_s(model, [path], tmp / "scores.h5", n_workers=0, threads=args.threads)
+            ratio = read_s / e2e_s
+            print(f"  {n:,} events, HDF5 {compression or 'uncompressed'}, chunks of {rows:,}:")
+            print(f"    raw h5py read        {n / read_s:14,.0f} events/s  ({read_s:6.2f} s)")
+            print(f"    hepad score          {n / e2e_s:14,.0f} events/s  ({e2e_s:6.2f} s end to end, "
+                  f"{rep.scoring_s:5.2f} s scoring phase)")
+            print(f"    ratio score / read   {ratio:14.2f}   (goal >= 0.90: {'MET' if ratio >= 0.9 else 'NOT MET'})")
+            if compression is None:
+                _cpu_breakdown(model, path, rows, cores)
+
+        # Local-cluster crossover: in-process against a local cluster started for the job.
+        print(f"\n  local-cluster crossover ({cores} cores; a cluster of {cores} workers, start-up included):")
+        sizes = [50_000, 200_000] if quick else [250_000, 1_000_000, 2_000_000]
+        crossover = None
+        for size in sizes:
+            files = []
+            for i in range(4):
+                p = tmp / f"x{size}_{i}.h5"
+                per = size // 4
+                hepad.write_events((base[: min(len(base), per - j)] for j in range(0, per, len(base))), p,
+                                   compression=None)
+                files.append(p)
+            total = sum(hepad.count_events(p) for p in files)
+            local_s, _ = _score_s(model, files, tmp / "c.h5", n_workers=0, threads=args.threads, repeats=1,
+                                  partition_size=max(1, total // (4 * cores)))
+            cluster_s, rep = _score_s(model, files, tmp / "c.h5", n_workers=cores, repeats=1,
+                                      partition_size=max(1, total // (4 * cores)))
+            faster = cluster_s < local_s
+            if faster and crossover is None:
+                crossover = total
+            print(f"    {total:>10,} events: in-process {local_s:6.2f} s, local cluster {cluster_s:6.2f} s "
+                  f"({'cluster faster' if faster else 'in-process faster'})")
+        if crossover is None:
+            print(f"    crossover: not reached up to {sizes[-1]:,} events on {cores} cores (in-process wins); "
+                  f"score's default starts a cluster from {LOCAL_CLUSTER_MIN_EVENTS_PER_CORE:,} events per core")
+        else:
+            print(f"    crossover: the local cluster pays off from about {crossover:,} events "
+                  f"({crossover / cores:,.0f} per core); score's default: {LOCAL_CLUSTER_MIN_EVENTS_PER_CORE:,} per core")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -158,7 +158,7 @@ def test_local_cluster_rule():
     assert not sc.use_local_cluster(big - 1, 20, None, cores=4)
     assert sc.use_local_cluster(big, 20, None, cores=4)
     assert not sc.use_local_cluster(big, 1, None, cores=4)  # one partition: nothing to spread
-    assert not sc.use_local_cluster(10 * big, 20, None, cores=1)
+    assert not sc.use_local_cluster(10 * big, 20, None, cores=2)  # two cores: in-process uses both
     assert sc.use_local_cluster(10, 2, 2) and not sc.use_local_cluster(10 * big, 20, 0)
 
 
@@ -189,5 +189,5 @@ def test_prefetching_reader_gives_the_same_scores_in_order(job):
     scorer = make_scorer(model, threads=1)
     part = sc.plan_partitions(files[:1], partition_size=10_000)[0]
     for chunk in (7, 64, 700, None):
-        np.testing.assert_array_equal(score_partition(part, scorer, chunk), ref[:700])
-    np.testing.assert_array_equal(score_partition(part, scorer, 50, prefetch=False), ref[:700])
+        for readers in (0, 1, 3):
+            np.testing.assert_array_equal(score_partition(part, scorer, chunk, readers=readers), ref[:700])

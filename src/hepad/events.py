@@ -179,9 +179,30 @@ class EventSet:
         out.labels = np.full(len(self), label, dtype=np.int8)
         return out
 
+    def _all_valid(self) -> bool:
+        """True when no event breaks the policy, from per-column extremes (no per-event masks).
+
+        The common case (a valid file) then costs a few vectorised reductions instead of the
+        masks of :meth:`_problems`; a NaN or inf makes an extreme non-finite, so it falls back.
+        """
+        d = self.data
+        if not self.is_objects:
+            lo, hi = d.min(), d.max()
+            return bool(np.isfinite(lo) and np.isfinite(hi) and max(-lo, hi) <= FLAT_CEILING)
+        lo, hi = _column_extreme(d, np.min), _column_extreme(d, np.max)
+        if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+            return False
+        if not (lo[0] >= 0 and hi[0] <= PT_CEILING_GEV and max(-lo[1], hi[1]) <= ETA_CEILING
+                and max(-lo[2], hi[2]) <= PHI_CEILING and lo[3] >= 0 and hi[3] <= 4):
+            return False
+        typ = np.ascontiguousarray(d[..., 3])
+        return bool(np.array_equal(typ, np.round(typ)))
+
     def _problems(self) -> list[tuple[str, np.ndarray, str]]:
         """(what, per-event mask, example) for each class of invalid value (see VALIDATION_POLICY)."""
         n = len(self)
+        if n and self._all_valid():
+            return []
         flat = self.data.reshape(n, int(np.prod(self.data.shape[1:])))
         out: list[tuple[str, np.ndarray, str]] = []
         finite = np.isfinite(flat)
@@ -326,3 +347,22 @@ def fill_objects(
         # which a multiplication by 0 would keep).
         out[:, slots, :3] = np.where(filled[..., None], out[:, slots, :3], 0.0)
     return out
+
+
+def _column_extreme(d: np.ndarray, fn: Any) -> np.ndarray:
+    """``fn`` (np.min / np.max) of each of the last axis's columns of ``d`` over everything else.
+
+    Reducing (N, 19, 4) along its first axes directly runs numpy's short-inner-loop path, ten
+    times slower than a reduction over rows of 1,024 values folded back to the 4 columns.
+    """
+    k = d.shape[-1]
+    flat = np.ascontiguousarray(d).reshape(-1)
+    width = k * 256
+    rows = flat.size // width
+    parts = []
+    if rows:
+        parts.append(fn(fn(flat[: rows * width].reshape(rows, width), axis=0).reshape(-1, k), axis=0))
+    rest = flat[rows * width :]
+    if rest.size:
+        parts.append(fn(rest.reshape(-1, k), axis=0))
+    return fn(np.stack(parts), axis=0)

@@ -299,13 +299,13 @@ def warm(payload: ModelPayload, engine: str, threads: int | None) -> str:
 
 
 # ---------------------------------------------------------------------- one partition
-def read_chunk_rows(working_memory: float | None = None) -> int:
-    """Events per read chunk: two chunks in flight (one read, one scored) and their features
-    fit the working-memory budget (:func:`hepad.memory.chunk_rows`)."""
+def read_chunk_rows(in_flight: int = 2, working_memory: float | None = None) -> int:
+    """Events per read chunk: ``in_flight`` chunks (read ahead, and the one scored) with their
+    model inputs fit the working-memory budget (:func:`hepad.memory.chunk_rows`)."""
     from .memory import EVENT_BYTES, chunk_rows
 
     # per event in flight: the (19, 4) objects read, the model inputs (57 float32), scores
-    return chunk_rows(2 * (EVENT_BYTES + 57 * 4 + 8), working_memory=working_memory)
+    return chunk_rows(max(1, in_flight) * (EVENT_BYTES + 57 * 4 + 8), working_memory=working_memory)
 
 
 def align_features(events: Any, names: Sequence[str] | None) -> np.ndarray:
@@ -325,40 +325,68 @@ def align_features(events: Any, names: Sequence[str] | None) -> np.ndarray:
     return np.ascontiguousarray(X[:, [have[n] for n in names]])
 
 
-_END = object()
+def _in_order(jobs: Iterable[Callable[[], Any]], workers: int) -> Iterator[Any]:
+    """The results of ``jobs``, in order, with up to ``workers`` of them running ahead in threads.
 
-
-def _prefetched(items: Iterator[Any]) -> Iterator[Any]:
-    """The items of ``items``, the next one produced in a background thread meanwhile.
-
-    Reading (h5py, uproot, pyarrow) and scoring (ONNX Runtime, torch, numpy) release the GIL
-    for their heavy parts, so reading chunk k+1 overlaps scoring chunk k.
+    Reading (h5py, uproot, pyarrow) and the numpy work of validation and feature layout release
+    the GIL for their heavy parts, so the next chunks are read while the current one is scored.
     """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hepad-read") as pool:
-        pending = pool.submit(next, items, _END)
-        while True:
-            item = pending.result()
-            if item is _END:
-                return
-            pending = pool.submit(next, items, _END)
-            yield item
+    from collections import deque
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hepad-read") as pool:
+        pending: deque = deque()
+        for job in jobs:
+            pending.append(pool.submit(job))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
-def score_partition(part: Partition, scorer: Any, chunk_size: int | None = None, *, prefetch: bool = True) -> np.ndarray:
-    """The scores of every event of ``part`` (float32), read in chunks of ``chunk_size`` events."""
-    from .io import iter_events
+def reader_threads() -> int:
+    """Chunks read ahead while one is scored: half the cores (at least one, at most four)."""
+    from .engine import available_cpus
+
+    return max(1, min(4, available_cpus() // 2))
+
+
+def score_partition(
+    part: Partition,
+    scorer: Any,
+    chunk_size: int | None = None,
+    *,
+    readers: int | None = None,
+) -> np.ndarray:
+    """The scores of every event of ``part`` (float32), read in chunks of ``chunk_size`` events.
+
+    ``readers`` threads read (and validate, and lay out as model inputs) the next chunks while
+    this thread scores the current one (default :func:`reader_threads`; 0 reads in this thread).
+    Formats that cannot seek (CSV) are streamed by one reader.
+    """
+    from .io import iter_events, read_events
 
     names = list(getattr(scorer, "feature_names", None) or [])
-    rows = int(chunk_size or read_chunk_rows())
+    readers = reader_threads() if readers is None else int(readers)
+    rows = int(chunk_size or read_chunk_rows(in_flight=readers + 1))
     out = np.empty(part.n_events, dtype=np.float32)
-    chunks = (
-        align_features(chunk, names)
-        for chunk in iter_events(part.path, chunk_size=rows, format=part.format, key=part.key,
-                                 entry_range=(part.start, part.stop))
-        if len(chunk)
-    )
+
+    def load(lo: int, hi: int) -> np.ndarray:
+        return align_features(read_events(part.path, format=part.format, key=part.key, entry_range=(lo, hi)), names)
+
+    if readers == 0 or part.format not in RANGE_FORMATS:
+        chunks: Iterable[np.ndarray] = (
+            align_features(chunk, names)
+            for chunk in iter_events(part.path, chunk_size=rows, format=part.format, key=part.key,
+                                     entry_range=(part.start, part.stop))
+            if len(chunk)
+        )
+        if readers:
+            chunks = _prefetched(iter(chunks))
+    else:
+        bounds = [(lo, min(part.stop, lo + rows)) for lo in range(part.start, part.stop, rows)]
+        chunks = _in_order(((lambda b=b: load(*b)) for b in bounds), readers)
     pos = 0
-    for X in (_prefetched(chunks) if prefetch else chunks):
+    for X in chunks:
         n = X.shape[0]
         if pos + n > out.size:
             raise InputError(
@@ -373,6 +401,21 @@ def score_partition(part: Partition, scorer: Any, chunk_size: int | None = None,
             "the file changed while it was being scored."
         )
     return out
+
+
+_END = object()
+
+
+def _prefetched(items: Iterator[Any]) -> Iterator[Any]:
+    """The items of a sequential reader, the next one produced in a background thread meanwhile."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hepad-read") as pool:
+        pending = pool.submit(next, items, _END)
+        while True:
+            item = pending.result()
+            if item is _END:
+                return
+            pending = pool.submit(next, items, _END)
+            yield item
 
 
 def _partition_task(

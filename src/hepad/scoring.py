@@ -86,9 +86,12 @@ __all__ = [
 ]
 
 #: Without a scheduler, ``score_files`` starts a local Dask cluster only for inputs of at least
-#: this many events per available core: below it, starting the cluster and shipping the model
-#: cost more than the extra processes win over one multi-threaded engine in this process
-#: (measured by ``benchmarks/inference.py --e2e``, "local cluster crossover").
+#: this many events per available core (and on at least four cores): below it, starting the
+#: cluster (5-40 s) and shipping the model cost more than the extra processes win over one
+#: multi-threaded engine with reader threads in this process. ``benchmarks/inference.py --e2e``
+#: measures the crossover ("local-cluster crossover"); on the 2-core development machine it
+#: was not reached up to 2 M events (a cluster took 37-45 s to start under load, in-process
+#: scoring ran at 0.3 M events/s), so the value is the estimate for a quiet many-core node.
 LOCAL_CLUSTER_MIN_EVENTS_PER_CORE = 2_000_000
 _PART_FORMAT = "hepad-score-part/1"
 _OUTPUT_FORMAT = "hepad-scores/1"
@@ -201,7 +204,8 @@ def use_local_cluster(n_events: int, n_partitions: int, n_workers: int | None, c
         from .engine import available_cpus
 
         cores = available_cpus()
-    return n_partitions > 1 and cores > 1 and n_events >= LOCAL_CLUSTER_MIN_EVENTS_PER_CORE * cores
+    # On fewer than four cores the in-process engine and its reader threads already use them all.
+    return n_partitions > 1 and cores >= 4 and n_events >= LOCAL_CLUSTER_MIN_EVENTS_PER_CORE * cores
 
 
 def score_files(
