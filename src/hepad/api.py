@@ -79,6 +79,8 @@ def train(
     columns: Sequence[str] | None = None,
     drop_invalid: bool = False,
     metadata: dict[str, Any] | None = None,
+    epochs: int | None = None,
+    seed: int | None = None,
     **params: Any,
 ) -> Any:
     """Fit a detector on background events, set its threshold, and optionally save it.
@@ -116,6 +118,9 @@ def train(
         How to read ``data`` / ``val`` / ``signal`` given as paths (see ``hepad.read_events``).
     metadata : dict, optional
         Extra JSON-serialisable entries for the saved model's ``metadata.json``.
+    epochs, seed : int, optional
+        Shorthands for the ``epochs`` and ``random_state`` parameters of the detectors that
+        have them (ignored, with a log note, by the others).
     **params
         Detector parameters; they override the configuration's.
 
@@ -137,6 +142,7 @@ def train(
     # 1. The detector, fully validated before any data is read.
     if isinstance(detector, BaseDetector):
         det = detector
+        params.update(_shorthands(det.name, epochs, seed))
         if params:
             det.set_params(**params)
     else:
@@ -147,6 +153,7 @@ def train(
         else:
             name, cparams = detector or DEFAULT_DETECTOR, {}
         cparams.update(params)
+        cparams.update(_shorthands(name, epochs, seed))
         det = make_detector(name, **cparams)
     rule = _threshold_rule(percentile, sigma, rate_hz, fpr, collision_rate_hz, cfg)
     if rule is not None:
@@ -224,6 +231,21 @@ def train(
         meta.update(metadata or {})
         det.save(output, metadata=meta)
     return det
+
+
+def _shorthands(name: str, epochs: int | None, seed: int | None) -> dict[str, Any]:
+    from .detectors.registry import get_detector_class
+
+    names = get_detector_class(name)._param_names()
+    out: dict[str, Any] = {}
+    for value, pname, why in ((epochs, "epochs", "is not trained in epochs"), (seed, "random_state", "has no random_state")):
+        if value is None:
+            continue
+        if pname in names:
+            out[pname] = value
+        else:
+            log.warning("%s ignored: %s %s.", "epochs" if pname == "epochs" else "seed", name, why)
+    return out
 
 
 #: ``train`` under a name that resolve_model's ``train=`` keyword does not hide.

@@ -247,9 +247,7 @@ def save(detector: Any, path: str | os.PathLike[str], *, metadata: dict[str, Any
     """
     from safetensors.numpy import save_file
 
-    from .detectors.base import BaseDetector
-
-    if not isinstance(detector, BaseDetector):
+    if not callable(getattr(detector, "_export_state", None)):
         raise ModelFileError(f"{path}: can only save hepad detectors, got {type(detector).__name__}.")
     doc, arrays = detector._export_state()
     fitted = doc["fitted"]
@@ -503,7 +501,7 @@ def _load(path: str | os.PathLike[str]) -> Any:
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
-    from .detectors.base import detector_from_state
+    from .detectors.registry import detector_from_state
 
     root = Path(path)
     manifest = read_manifest(root)

@@ -264,7 +264,7 @@ def _warn_if_weighted(paths: Sequence[Any]) -> None:
             if w is not None and not np.all(w == 1):
                 log.warning(
                     "%s holds event weights; the distributed (histogram) evaluation counts events "
-                    "unweighted, unlike the in-process evaluation. Evaluate without --scheduler "
+                    "unweighted, unlike the in-process evaluation. Evaluate in-process (no scheduler) "
                     "for weighted metrics.", p,
                 )
                 return

@@ -29,7 +29,6 @@ is never above a threshold.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import os
@@ -209,27 +208,18 @@ def _onnx_fn(session: Any) -> Callable[[np.ndarray], np.ndarray]:
     return fn
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    import torch
-
-    old = torch.get_num_threads()
-    if n != old:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if n != old:
-            torch.set_num_threads(old)
-
-
 def _torch_fn(module: Any, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     import torch
 
     module = module.eval()
+    # torch's intra-op thread count is process-wide: it is set once here, when the scorer is
+    # made, never per call (the trigger scores from several threads; a per-call set/restore
+    # would race between them).
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
     def fn(x: np.ndarray) -> np.ndarray:
-        with _torch_threads(threads), torch.inference_mode():
+        with torch.inference_mode():
             return module(torch.from_numpy(x)).numpy()
 
     return fn

@@ -574,8 +574,8 @@ def dask_client(
         except (OSError, TimeoutError) as exc:
             raise DistributedError(
                 f"Cannot reach the Dask scheduler at {text} ({exc.__class__.__name__}: {exc}). "
-                "Check the address and that `dask scheduler` is running, or leave out "
-                "--scheduler to use a local cluster."
+                "Check the address and that `dask scheduler` is running, or give no scheduler "
+                "to use a local cluster."
             ) from None
         log.info("connected to Dask scheduler %s (dashboard %s)", c.scheduler.address, c.dashboard_link)
         try:

@@ -71,23 +71,11 @@ def train_cmd(
     """
     from ..api import train
     from ..config import load_config
-    from ..detectors.registry import DEFAULT_DETECTOR, get_detector_class
+    from ..detectors.registry import DEFAULT_DETECTOR
 
     cfg = load_config(config) if config is not None else None
     name = detector or (cfg.model.detector if cfg is not None else None) or DEFAULT_DETECTOR
-    cls = get_detector_class(name)
-    names = cls._param_names()
     params: dict[str, Any] = dict(_parse_param(p) for p in (param or []))
-    if epochs is not None:
-        if "epochs" in names:
-            params["epochs"] = epochs
-        else:
-            err_console.print(f"[yellow]note:[/] --epochs ignored: {name} is not trained in epochs.")
-    if seed is not None:
-        if "random_state" in names:
-            params["random_state"] = seed
-        else:
-            err_console.print(f"[yellow]note:[/] --seed ignored: {name} has no random_state.")
     cols = None
     if columns is not None:
         cols = [c.strip() for c in columns.split(",") if c.strip()]
@@ -144,6 +132,8 @@ def train_cmd(
             key=key,
             columns=cols,
             drop_invalid=drop_invalid,
+            epochs=epochs,
+            seed=seed,
             **params,
         )
     elapsed = time.perf_counter() - t0

@@ -35,7 +35,14 @@ from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 from ..errors import ConfigError, InputError, NotFittedError, closest
 from ..events import EventSet
 from ..thresholds import COLLISION_RATE_HZ, ThresholdRule, threshold_from_scores
-from .registry import DEFAULT_DETECTOR, PRESETS, available_detectors, get_detector_class, make_detector  # noqa: F401 (re-exported)
+from .registry import (  # noqa: F401 (re-exported)
+    DEFAULT_DETECTOR,
+    PRESETS,
+    available_detectors,
+    detector_from_state,
+    get_detector_class,
+    make_detector,
+)
 
 log = logging.getLogger(__name__)
 
@@ -486,29 +493,6 @@ def _jsonable_history(hist: dict[str, Any]) -> dict[str, list[Any]]:
                 row.append(v)
         out[str(k)] = row
     return out
-
-
-def detector_from_state(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> BaseDetector:
-    """Rebuild a fitted detector from :meth:`BaseDetector._export_state` output.
-
-    Only registered detector classes can be built, with JSON parameters: nothing is executed
-    that is not hepad's own code.
-    """
-    from .registry import DETECTORS, get_detector_class
-
-    name = doc["name"]
-    cls = get_detector_class(name)  # an unknown name: "Unknown detector ... Did you mean"
-    if name not in DETECTORS:
-        raise ConfigError(f"{name!r} is a preset, not a detector class.")
-    params = doc.get("params") or {}
-    if not isinstance(params, dict):
-        raise ConfigError(f"{name}: params must be a mapping.")
-    det = cls()
-    det.set_params(**params)
-    det._validate_params()  # a forged parameter gets the same error as in fit
-    det._set_common_state(doc["fitted"])
-    det._set_state(doc.get("meta") or {}, arrays)
-    return det
 
 
 def sub_arrays(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from .base import BaseDetector, Interval, Options, as_features, detector_from_state, sub_arrays
-from .registry import get_detector_class, make_detector
+from .base import BaseDetector, Interval, Options, as_features, sub_arrays
+from .registry import detector_from_state, get_detector_class, make_detector
 
 log = logging.getLogger(__name__)
 

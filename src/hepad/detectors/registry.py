@@ -33,6 +33,7 @@ __all__ = [
     "describe_detectors",
     "get_detector_class",
     "make_detector",
+    "detector_from_state",
 ]
 
 #: The detector ``hepad.train`` and ``hepad train`` use when none is named.
@@ -188,4 +189,25 @@ def make_detector(name: str, **params: Any) -> BaseDetector:
     base.update(params)
     det = cls()
     det.set_params(**base)
+    return det
+
+
+def detector_from_state(doc: dict[str, Any], arrays: dict[str, Any]) -> BaseDetector:
+    """Rebuild a fitted detector from :meth:`hepad.detectors.base.BaseDetector._export_state` output.
+
+    Only registered detector classes can be built, with JSON parameters: nothing is executed
+    that is not hepad's own code.
+    """
+    name = doc["name"]
+    cls = get_detector_class(name)  # an unknown name: "Unknown detector ... Did you mean"
+    if name not in DETECTORS:
+        raise ConfigError(f"{name!r} is a preset, not a detector class.")
+    params = doc.get("params") or {}
+    if not isinstance(params, dict):
+        raise ConfigError(f"{name}: params must be a mapping.")
+    det = cls()
+    det.set_params(**params)
+    det._validate_params()  # a forged parameter gets the same error as in fit
+    det._set_common_state(doc["fitted"])
+    det._set_state(doc.get("meta") or {}, arrays)
     return det
