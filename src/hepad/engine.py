@@ -29,6 +29,7 @@ is never above a threshold.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
