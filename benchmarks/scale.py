@@ -44,6 +44,7 @@ def main() -> None:
     import hepad
     from hepad import scoring as sc
     from hepad._toy import toy_events
+    from hepad.thresholds import COLLISION_RATE_HZ
     from hepad.partitions import dask_client, warm
 
     n_total = 20_000 if args.quick else args.events
@@ -91,7 +92,7 @@ def main() -> None:
         core = ref_rate  # one engine thread in one process: the per-core rate
         print(f"  back-of-envelope from {core:,.0f} events/s per core: the ADC2021 stream (4M events) takes "
               f"{4e6 / core:,.0f} core-s; 1e9 events {1e9 / core / 3600:,.1f} core-hours; keeping up with "
-              f"40 MHz needs {40e6 / core:,.0f} cores (at 100 % scaling efficiency, reading included)")
+              f"40 MHz needs {COLLISION_RATE_HZ / core:,.0f} cores (at 100 % scaling efficiency, reading included)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from ._write import write_text
 from .errors import InputError
+from .metrics import COLLISION_RATE_HZ
 
 __all__ = ["write_report", "render_report"]
 
@@ -29,7 +30,6 @@ __all__ = ["write_report", "render_report"]
 #: (16 pt at 66 px/inch is about 15 px), whatever its width or the PNG resolution.
 _PX_PER_INCH = 66
 _L1_ACCEPT_RATE_HZ = 100e3
-_COLLISION_RATE_HZ = 40e6
 
 
 def _num(x: Any, digits: int = 3) -> str:
@@ -133,7 +133,7 @@ def _context(out: Path, summary: dict[str, Any]) -> dict[str, Any]:
     dets = list(summary.get("detectors", []))
     sigs = list(summary.get("signals", []))
     fprs = list(summary.get("fprs", []))
-    crate = float(summary.get("collision_rate_hz") or _COLLISION_RATE_HZ)
+    crate = float(summary.get("collision_rate_hz") or COLLISION_RATE_HZ)
     info = summary.get("info", {}) or {}
     results = summary.get("results", {}) or {}
     warnings = list(summary.get("warnings") or [])

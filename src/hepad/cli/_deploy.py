@@ -16,7 +16,8 @@ import numpy as np
 import typer
 
 from .._outputs import writing
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError
+from ..metrics import COLLISION_RATE_HZ, InputError
 from ._app import app, console, err_console
 
 log = logging.getLogger("hepad.cli")
@@ -113,7 +114,7 @@ def export_hls_cmd(
     target_rate_hz: Optional[float] = typer.Option(
         None, "--target-rate-hz", help="Accept rate of the exported threshold (default: the model's threshold rule)."
     ),
-    collision_rate_hz: float = typer.Option(40e6, "--collision-rate-hz", help="Input rate the target is a fraction of."),
+    collision_rate_hz: float = typer.Option(COLLISION_RATE_HZ, "--collision-rate-hz", help="Input rate the target is a fraction of."),
     min_correlation: float = typer.Option(
         0.999, "--min-correlation", help="Fail when the C simulation's score correlation with float on --data is lower."
     ),
@@ -294,7 +295,7 @@ def trigger_cmd(
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Folder for accepted_*.h5 files and summary.json.", show_default=False),
     target_rate_hz: float = typer.Option(1000.0, "--target-rate-hz", help="Accept rate to hold, in Hz."),
-    collision_rate_hz: float = typer.Option(40e6, "--collision-rate-hz", help="Input rate the target is a fraction of."),
+    collision_rate_hz: float = typer.Option(COLLISION_RATE_HZ, "--collision-rate-hz", help="Input rate the target is a fraction of."),
     max_events: Optional[int] = typer.Option(None, "--max-events", min=1, help="Stop after this many events."),
     batch_size: int = typer.Option(4096, "--batch-size", min=1, help="Largest micro-batch."),
     max_latency_ms: float = typer.Option(10.0, "--max-latency-ms", min=0.0, help="Longest wait for a micro-batch to fill."),

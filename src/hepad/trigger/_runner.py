@@ -18,6 +18,7 @@ import numpy as np
 
 from .._atomic import atomic_path
 from ..errors import ConfigError, HepadError
+from ..metrics import COLLISION_RATE_HZ
 from ._stats import AcceptRateMonitor, LatencyHistogram, RunningStats, WindowQuantileTracker
 from ._writer import AcceptedWriter
 from .sources import Batch, Source, parse_source
@@ -145,7 +146,7 @@ def run_trigger(
     output_dir: str | os.PathLike[str],
     *,
     target_rate_hz: float = 1000.0,
-    collision_rate_hz: float = 40e6,
+    collision_rate_hz: float = COLLISION_RATE_HZ,
     batch_size: int = 4096,
     max_latency_ms: float = 10.0,
     max_events: int | None = None,
