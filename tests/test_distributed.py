@@ -53,7 +53,7 @@ def cluster(tmp_path_factory):
             # The preload imports hepad's detectors while the workers start, not on their first task.
             procs[name] = subprocess.Popen(
                 [DASK, "worker", "--scheduler-file", sfile, "--nthreads", "1", "--no-nanny", "--no-dashboard",
-                 "--name", name, "--local-directory", d / name, "--preload", "hepad.detectors._builtin"], **common
+                 "--name", name, "--local-directory", d / name, "--preload", "hepad.detectors.classical"], **common
             )
         from distributed import Client
 
