@@ -194,6 +194,10 @@ def _named_models(models: list[str]) -> dict[str, str]:
 def _load_or_train(spec: str, train: Optional[Path], val: Optional[Path], bar: Any, task: Any) -> tuple[str, Any]:
     """A model directory / .onnx file is loaded; a YAML config or a detector name is trained on --train."""
     from ..api import resolve_model
+    from ..detectors import available_detectors
+
+    if train is None and spec in available_detectors() and not Path(spec).exists():
+        raise ConfigError(f"{spec!r} is a detector name: give --train BKG.h5 to train it first (and --val).")
 
     def on_epoch(epoch: int, n_epochs: int, logs: dict[str, Any]) -> None:
         bar.update(task, completed=epoch, total=n_epochs, description=f"training {Path(spec).stem}")
