@@ -103,10 +103,6 @@ def estimate_resources(net: Any, types: Mapping[str, Mapping[str, str]], *, reus
             row["lut"] += n * res_bits  # the bias add
             row["ff"] = n * res_bits
             row["multipliers"] = n
-        else:
-            n = int(getattr(child, "num_features", 0) or 0)
-            row["lut"] = 0
-            row["ff"] = 0
         rows.append(row)
         prev = t.get("result", prev)
     # Activations: one comparator + mux per output, one LUT per bit; their width is the previous result's.
