@@ -426,3 +426,16 @@ def test_real_sigint_during_train_keeps_the_checkpoint_and_resume_finishes(tiny_
                           text=True, env=env, timeout=240)
     assert done.returncode == 0, done.stderr
     hepad.load(out)
+
+
+def test_score_failing_on_a_later_bad_partition_leaves_nothing(capsys, work, tmp_path):
+    """Found by the nightly fuzzer: the first partitions were scored and kept in .s.h5.parts/
+    when a later one held invalid events; a re-run fails the same way, so nothing is kept."""
+    bad = tmp_path / "bad.h5"
+    shutil.copy(work / "sm_test.h5", bad)
+    with h5py.File(bad, "r+") as f:
+        f["Particles"][150, 0, 0] = -5.0  # one negative MET in the last partition
+    code, _, err = cli(capsys, "score", work / "model", work / "ato4l.h5", bad, "-o", tmp_path / "s.h5",
+                       "-j", "0", "--partition-size", "60")
+    assert code == 1 and "negative pT" in one_error_line(err)
+    assert tree(tmp_path) == ["bad.h5"]

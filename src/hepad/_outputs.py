@@ -22,10 +22,11 @@ import errno
 import os
 import shutil
 import socket
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .errors import OutputError
+from .errors import InputError, OutputError
 
 __all__ = ["OutputError", "check_output", "output_lock", "writing", "lock_path"]
 
@@ -231,7 +232,8 @@ def writing(
     """Check an output (:func:`check_output`), lock it, and clean up after a failure.
 
     ``leftovers`` are folders the work may create beside the output (``.NAME.parts/``); after a
-    failure each is removed when empty, kept (for a resume) otherwise. A folder output that did
+    failure each is removed when empty, kept (for a resume) otherwise; after an
+    :class:`~hepad.errors.InputError` (bad input: a re-run fails the same way) it is removed. A folder output that did
     not exist before is removed after a failure, or, with ``keep_partial`` (its content is
     resume data or already-delivered results), only when empty.
     """
@@ -249,7 +251,10 @@ def writing(
                     p.rmdir()
             else:
                 shutil.rmtree(p, ignore_errors=True)
+        bad_input = isinstance(sys.exc_info()[1], InputError)
         for d in extra:
+            if bad_input:  # a re-run fails the same way until the input changes: nothing to resume
+                shutil.rmtree(d, ignore_errors=True)
             with contextlib.suppress(OSError):
                 d.rmdir()  # only when empty: a non-empty one is resume data
         for d in reversed(created):
