@@ -121,6 +121,7 @@ def speedup(n, chunk):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke run with tiny samples")
+    ap.add_argument("--events", type=int, default=200, help="accepted events per process in the rates section")
     ap.add_argument("--only", choices=("rates", "overhead", "speedup"), action="append",
                     help="run only these sections (repeatable; default: all)")
     args = ap.parse_args()
@@ -132,7 +133,7 @@ def main() -> None:
             rates(["w"], 30, pileup=0.0)
         else:
             rates(["w", "z", "ttbar", "qcd", "ato4l", "lq-btau", "h0-tautau", "hplus-taunu", "zprime-ll",
-                   "wprime-lnu"], 200)
+                   "wprime-lnu"], args.events)
     if "overhead" in sections:
         print(f"\n== processing overhead relative to Pythia's next() loop ({load()})")
         for proc in (["w"] if args.quick else ["w", "ttbar", "qcd"]):

@@ -86,7 +86,7 @@ def z_peak(obj):
 
 
 def w_mt(obj):
-    lep_e, lep_m = obj[:, L.ELECTRON_SLOTS[0]], obj[:, L.MUON_SLOTS[0]]
+    lep_e, lep_m = obj[:, L.ELECTRON_SLOTS.start], obj[:, L.MUON_SLOTS.start]
     lead = np.where((lep_e[:, 0] >= lep_m[:, 0])[:, None], lep_e, lep_m)
     mt = np.sqrt(2 * lead[:, 0] * obj[:, 0, 0] * (1 - np.cos(lead[:, 2] - obj[:, 0, 2])))
     hist, edges = np.histogram(mt, bins=np.arange(0, 150, 5))
