@@ -60,7 +60,8 @@ class StreamingLoader:
         (float32 (n, F)), e.g. a fitted :class:`hepad.preprocessing.Preprocessor`'s
         ``transform``. Each output keeps n rows; a tuple gives tuple batches.
     block_size : int, optional
-        Consecutive rows read at once (default: ``buffer_size // 4``, at most 65,536).
+        Consecutive rows read at once (default: ``buffer_size // 4``, at most what the
+        working-memory budget allows, :func:`hepad.memory.chunk_rows`).
     shuffle : bool
         False reads in file order, without a buffer (for validation).
     drop_last : bool
@@ -100,7 +101,7 @@ class StreamingLoader:
             if not isinstance(v, (int, np.integer)) or v < 1:
                 raise ConfigError(f"StreamingLoader: {name} must be a positive integer, got {v!r}.")
         if block_size is None:
-            block_size = max(1, min(65_536, int(buffer_size) // 4))
+            block_size = max(1, min(_read_rows(), int(buffer_size) // 4))
         if not isinstance(block_size, (int, np.integer)) or block_size < 1:
             raise ConfigError(f"StreamingLoader: block_size must be a positive integer, got {block_size!r}.")
         if preprocess is not None and not callable(preprocess):

@@ -48,9 +48,17 @@ __all__ = ["ENGINES", "Scorer", "make_scorer", "available_cpus"]
 #: Valid values of the ``engine`` argument.
 ENGINES = ("auto", "onnx", "torch", "native")
 
-#: Events per batch by default: large enough to amortise per-call overhead, small enough that
-#: a batch of 57 float32 inputs (15 MB) plus the activations stays modest.
-DEFAULT_BATCH_SIZE = 65536
+#: Events per batch by default: None, from the working-memory budget (inputs and activations,
+#: :func:`batch_rows`), large enough to amortise per-call overhead.
+DEFAULT_BATCH_SIZE = None
+
+
+def batch_rows(n_features: int) -> int:
+    """Events per engine call: their inputs and activations (about 16 floats per input) fit the
+    working-memory budget (:func:`hepad.memory.chunk_rows`)."""
+    from .memory import chunk_rows
+
+    return chunk_rows(4 * 16 * max(1, int(n_features)))
 
 
 def available_cpus() -> int:
@@ -89,7 +97,7 @@ class Scorer:
         feature_names: list[str],
         threshold: float | None,
         threads: int,
-        batch_size: int,
+        batch_size: int | None,
         name: str = "",
     ) -> None:
         self._fn = fn
@@ -98,7 +106,7 @@ class Scorer:
         self.feature_names = list(feature_names)
         self.threshold = None if threshold is None else float(threshold)
         self.threads = int(threads)
-        self.batch_size = int(batch_size)
+        self.batch_size = int(batch_size) if batch_size else batch_rows(self.n_features)
         self.name = name
 
     def _as_input(self, X: Any) -> np.ndarray:
@@ -237,7 +245,7 @@ def make_scorer(
     detector: Any,
     engine: str = "auto",
     threads: int | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = DEFAULT_BATCH_SIZE,
 ) -> Scorer:
     """A batched scorer for a fitted detector, a saved model directory or an exported ``.onnx`` file.
 
@@ -252,7 +260,7 @@ def make_scorer(
     threads : int, optional
         Intra-op threads for ONNX Runtime / torch. Default: the cores this process may use.
     batch_size : int
-        Events per engine call (default 65536).
+        Events per engine call (default: from the working-memory budget, :func:`batch_rows`).
 
     Returns
     -------
@@ -267,7 +275,7 @@ def make_scorer(
     """
     if engine not in ENGINES:
         raise ConfigError(f"Unknown engine {engine!r}.{closest(str(engine), ENGINES)} Valid: {', '.join(ENGINES)}.")
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}.")
     if threads is None:
         threads = available_cpus()
@@ -278,7 +286,7 @@ def make_scorer(
     if isinstance(detector, (str, os.PathLike)):
         path = Path(detector)
         if path.suffix == ".onnx" and path.is_file():
-            return _scorer_from_onnx_file(path, engine, threads, int(batch_size))
+            return _scorer_from_onnx_file(path, engine, threads, batch_size)
         import hepad
 
         detector = hepad.load(path)
@@ -303,7 +311,7 @@ def make_scorer(
         feature_names=list(getattr(detector, "feature_names_in_", [])),
         threshold=getattr(detector, "threshold_", None),
         threads=threads,
-        batch_size=int(batch_size),
+        batch_size=batch_size,
         name=detector.name,
     )
     if engine == "onnx":
@@ -315,11 +323,11 @@ def make_scorer(
         fn = _torch_fn(detector.export_module(), threads)
     else:
         fn = _native_fn(detector)
-    log.info("scorer for %s: engine %s, %d threads, batch %d", detector.name, engine, threads, batch_size)
+    log.info("scorer for %s: engine %s, %d threads, batch %s", detector.name, engine, threads, batch_size or "from the budget")
     return Scorer(fn, engine=engine, **common)
 
 
-def _scorer_from_onnx_file(path: Path, engine: str, threads: int, batch_size: int) -> Scorer:
+def _scorer_from_onnx_file(path: Path, engine: str, threads: int, batch_size: int | None) -> Scorer:
     if engine not in ("auto", "onnx"):
         raise ConfigError(f"{path}: an .onnx file runs on the onnx engine only, not {engine!r}.")
     from .export.onnx import read_onnx_file
