@@ -54,6 +54,11 @@ def fast_params(name: str) -> dict:
     if base == "ensemble":
         members = PRESETS[name].params.get("members") if name in PRESETS else _ENSEMBLE_MEMBERS
         params["members"] = [_fast_member(m) for m in members]
+    if base == "fusion":
+        from hepad.detectors.fusion import FUSION_MEMBERS
+
+        members = PRESETS[name].params.get("members") if name in PRESETS else FUSION_MEMBERS
+        params["members"] = [_fast_member(m) for m in members]
     return params
 
 

@@ -186,20 +186,24 @@ def _summary(det: Any, output: Path, elapsed: float) -> None:
 def detectors_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print {name: summary} as JSON."),
 ) -> None:
-    """List every detector and preset, one line each.
+    """List every detector and preset, one line each; the offline and trigger defaults are marked.
 
     Example: hepad detectors --json
     """
     import json
 
-    from ..detectors.registry import DEFAULT_DETECTOR, available_detectors, describe_detectors
+    from ..detectors.registry import DEFAULT_DETECTOR, TRIGGER_DETECTOR, available_detectors, describe_detectors
 
     if as_json:
         console.print_json(json.dumps(available_detectors()))
         return
     rows = []
     for name, entry in describe_detectors().items():
-        kind = entry.kind + (" (default)" if name == DEFAULT_DETECTOR else "")
+        kind = entry.kind
+        if name == DEFAULT_DETECTOR:
+            kind += " (offline default)"
+        if name == TRIGGER_DETECTOR:
+            kind += " (trigger default)"
         rows.append((name, kind, entry.summary))
     table = Table(title=None, show_lines=False)
     # Names and kinds are never cut (they are what users type); long summaries are.

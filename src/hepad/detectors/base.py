@@ -38,6 +38,7 @@ from ..thresholds import COLLISION_RATE_HZ, ThresholdRule, threshold_from_scores
 from .registry import (  # noqa: F401 (re-exported)
     DEFAULT_DETECTOR,
     PRESETS,
+    TRIGGER_DETECTOR,
     available_detectors,
     detector_from_state,
     get_detector_class,
@@ -88,6 +89,36 @@ def as_features(X: Any, name: str = "X") -> np.ndarray:
     if not np.isfinite(arr).all():
         raise InputError(f"{name} holds NaN or infinite values; drop them first (drop_invalid=True when reading).")
     return arr
+
+
+def check_training_events(X: Any, Xf: np.ndarray) -> None:
+    """Refuse training sets no detector can learn background from, naming the source."""
+    src = X.source if isinstance(X, EventSet) else "the training events"
+    if len(Xf) < 2:
+        raise InputError(
+            f"{src}: the training set holds {len(Xf)} event; a detector learns the background from many "
+            "events (thousands). Pass a background file with more events."
+        )
+    if not Xf.any():
+        raise InputError(
+            f"{src}: every feature of all {len(Xf)} training events is zero (all-zero columns): the events hold "
+            "no objects. Check the file, --key or --columns."
+        )
+
+
+def check_feature_names(X: Any, trained: Sequence[str], name: str) -> None:
+    """Refuse events whose named features differ from those the detector was trained on."""
+    if not isinstance(X, EventSet) or all(n == f"f{i}" for i, n in enumerate(trained)):
+        return  # bare arrays carry no names; a model fitted on a bare array has none to compare
+    got = list(X.feature_names)
+    if got != list(trained):
+        diff = next((i for i, (a, b) in enumerate(zip(got, trained)) if a != b), min(len(got), len(trained)))
+        shown = lambda names: ", ".join(names[diff:diff + 3]) or "(none)"  # noqa: E731
+        raise InputError(
+            f"{X.source}: its features differ from the ones {name} was trained on, from feature {diff} on "
+            f"(file: {shown(got)}; model: {shown(list(trained))}). Score events with the training set's "
+            "columns (same --columns/--key and format)."
+        )
 
 
 def feature_names_of(X: Any, n_features: int) -> list[str]:
@@ -272,6 +303,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         rule = ThresholdRule.parse(getattr(self, "threshold_rule", None))
         y = self._check_y(X, y)
         Xf = as_features(X, "X")
+        check_training_events(X, Xf)
         Xv = None if X_val is None else as_features(X_val, "X_val")
         self._reset_fitted()
         self.feature_names_in_ = feature_names_of(X, Xf.shape[1])
@@ -307,6 +339,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         """Anomaly score per event, float32; higher means more anomalous."""
         self._check_fitted()
         Xf = as_features(X, "X")
+        check_feature_names(X, self.feature_names_in_, self.name or type(self).__name__)
         if Xf.shape[1] != self.n_features_in_:
             raise InputError(
                 f"{self.name}: X has {Xf.shape[1]} features, but {type(self).__name__} is expecting "

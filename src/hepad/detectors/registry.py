@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_DETECTOR",
+    "TRIGGER_DETECTOR",
     "DetectorEntry",
     "Preset",
     "DETECTORS",
@@ -36,8 +37,11 @@ __all__ = [
     "detector_from_state",
 ]
 
-#: The detector ``hepad.train`` and ``hepad train`` use when none is named.
+#: The detector ``hepad.train`` and ``hepad train`` use when none is named (the offline default).
 DEFAULT_DETECTOR = "ae"
+
+#: The trigger default: at most 20,000 FLOP per event, exports to ONNX and hls4ml.
+TRIGGER_DETECTOR = "ae-trigger"
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,8 @@ DETECTORS: dict[str, DetectorEntry] = {
     "vae": DetectorEntry(f"{_D}:VAEDetector", "Variational autoencoder; score = reconstruction error, KL divergence or Σμ² (PyTorch)."),
     "deep-svdd": DetectorEntry(f"{_D}:DeepSVDDDetector", "Deep SVDD: one-class hypersphere, score = squared distance to the centre (PyTorch)."),
     "ensemble": DetectorEntry("hepad.detectors.ensemble:EnsembleDetector", "Ensemble of detectors: rank/z-score normalised, mean/max or any/majority/unanimous vote."),
+    "fusion": DetectorEntry("hepad.detectors.fusion:FusionDetector", "Members fused on tail-calibrated background p-values (max = OR of members, or Fisher)."),
+    "flow": DetectorEntry("hepad.detectors.flow:FlowDetector", "Normalising-flow density (zuko MAF/NSF) of the background; score = -log p (PyTorch)."),
     "gbdt": DetectorEntry(f"{_S}:GradientBoostingReference", "Supervised reference: gradient-boosted trees (needs signal labels); score = P(signal).", supervised=True),
     "mlp-classifier": DetectorEntry(f"{_S}:MLPClassifierReference", "Supervised reference: multilayer perceptron classifier (needs signal labels); score = P(signal).", supervised=True),
 }
@@ -124,6 +130,18 @@ PRESETS: dict[str, Preset] = {
             "combine": "majority",
         },
         "The ATLAS seed's ensemble: ae + iforest(200 trees) + ocsvm + mahalanobis, majority (>=2) vote.",
+    ),
+    # The two defaults of the detector study (benchmarks/detectors.py, docs/detectors.md).
+    "ae-fusion": Preset(
+        "fusion",
+        {"members": [{"detector": "ae"}, {"detector": "ae", "params": {"preprocessing": {"scaling": "none"}}}],
+         "combine": "max"},
+        "AE on standardised + AE on raw inputs, OR-fused on tail-calibrated background p-values.",
+    ),
+    "ae-trigger": Preset(
+        "ae",
+        {},
+        "Trigger default: compact AE (<= 20,000 FLOP/event), exports to ONNX and hls4ml.",
     ),
 }
 
