@@ -96,7 +96,7 @@ def check_training_events(X: Any, Xf: np.ndarray) -> None:
     src = X.source if isinstance(X, EventSet) else "the training events"
     if len(Xf) < 2:
         raise InputError(
-            f"{src}: the training set holds {len(Xf)} event; a detector learns the background from many "
+            f"{src}: the training set holds {len(Xf)} event (n_samples = {len(Xf)}); a detector learns the background from many "
             "events (thousands). Pass a background file with more events."
         )
     if not Xf.any():

@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 #: The detector ``hepad.train`` and ``hepad train`` use when none is named (the offline default).
-DEFAULT_DETECTOR = "ae"
+DEFAULT_DETECTOR = "ae-fusion"
 
 #: The trigger default: at most 20,000 FLOP per event, exports to ONNX and hls4ml.
 TRIGGER_DETECTOR = "ae-trigger"
@@ -134,14 +134,13 @@ PRESETS: dict[str, Preset] = {
     # The two defaults of the detector study (benchmarks/detectors.py, docs/detectors.md).
     "ae-fusion": Preset(
         "fusion",
-        {"members": [{"detector": "ae"}, {"detector": "ae", "params": {"preprocessing": {"scaling": "none"}}}],
-         "combine": "max"},
-        "AE on standardised + AE on raw inputs, OR-fused on tail-calibrated background p-values.",
+        {"members": [{"detector": "flow"}, {"detector": "ae-adc-trivial"}], "combine": "max"},
+        "Offline default: flow density + raw-pT AE, OR-fused on tail-calibrated background p-values.",
     ),
     "ae-trigger": Preset(
         "ae",
-        {},
-        "Trigger default: compact AE (<= 20,000 FLOP/event), exports to ONNX and hls4ml.",
+        {"preprocessing": {"phi": "drop"}},
+        "Trigger default: AE 38-32-16-32-38 on standardised pT/eta (phi dropped), ~7,000 FLOP/event; ONNX + hls4ml.",
     ),
 }
 
