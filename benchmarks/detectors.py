@@ -173,7 +173,8 @@ def fitted(label: str, seed: int, args, X: hepad.EventSet):
         info = args.models_dir / f"{stem}.json"
         if cache.is_dir() and info.is_file():
             meta = json.loads(info.read_text())
-            if meta.get("n_train") == len(X) and meta.get("epochs") == args.epochs:
+            params = json.loads(json.dumps(make(label, seed, args.epochs, args.threads).get_params(deep=False)))
+            if meta.get("n_train") == len(X) and meta.get("epochs") == args.epochs and meta.get("params", params) == params:
                 return hepad.load(cache), float(meta["fit_s"])
     det = make(label, seed, args.epochs, args.threads)
     t0 = time.perf_counter()
@@ -184,7 +185,8 @@ def fitted(label: str, seed: int, args, X: hepad.EventSet):
 
         shutil.rmtree(cache, ignore_errors=True)
         det.save(cache)
-        info.write_text(json.dumps({"fit_s": fit_s, "n_train": len(X), "epochs": args.epochs}))
+        info.write_text(json.dumps({"fit_s": fit_s, "n_train": len(X), "epochs": args.epochs,
+                                    "params": json.loads(json.dumps(det.get_params(deep=False)))}))
     return det, fit_s
 
 

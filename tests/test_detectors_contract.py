@@ -23,6 +23,7 @@ _FAST = {
     "ae": _DEEP_FAST,
     "vae": _DEEP_FAST,
     "deep-svdd": _DEEP_FAST,
+    "flow": {"epochs": 2, "batch_size": 512, "n_threads": 1, "transforms": 1, "hidden_layers": [16]},
     "gbdt": {"max_iter": 15, "early_stopping": False, "n_jobs": 1},
     "mlp-classifier": {"max_iter": 30, "hidden_layer_sizes": [32], "early_stopping": False},
     "iforest": {"n_estimators": 50},
