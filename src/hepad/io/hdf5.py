@@ -410,7 +410,7 @@ class _Appender:
         for name, dtype in (("labels", np.int8), ("weights", np.float32), ("process", np.int32)):
             if getattr(events, name) is not None:
                 self.f.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype,
-                                      chunks=(WRITE_CHUNK * 4,), track_times=False)
+                                      chunks=(WRITE_CHUNK * 4,), track_times=False, **opts)
         self.key = key
         self.first = events
         prov = {k: v for k, v in events.provenance.items() if k not in ("source", "format", "key")}
