@@ -55,3 +55,19 @@ def tiny_dataset() -> dict[str, Path]:
     directory = default_dataset_dir("tiny") if not os.environ.get("HEPAD_DATA_DIR") else None
     paths = build_dataset("tiny", directory)
     return {Path(p).stem: Path(p) for p in paths.values()}
+
+
+#: Detectors whose scikit-learn estimator checks run in the default suite (the rest are slow).
+FAST_SKLEARN_CHECKED = {"mahalanobis"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Mark scikit-learn's estimator checks of the slower detectors ``slow`` before ``-m``
+    deselects: `make test` then deselects them instead of reporting hundreds of skips."""
+    for item in items:
+        if getattr(item, "originalname", "") != "test_scikit_learn_estimator_checks":
+            continue
+        est = item.callspec.params.get("estimator")
+        if getattr(est, "name", None) not in FAST_SKLEARN_CHECKED:
+            item.add_marker(pytest.mark.slow)

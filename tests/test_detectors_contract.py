@@ -352,11 +352,10 @@ _SKIPPED_FOR = {
 
 @parametrize_with_checks(_sk_check_instances(),
                          expected_failed_checks=lambda est: {**_SKIPPED_CHECKS, **_SKIPPED_FOR.get(est.name, {})})
-def test_scikit_learn_estimator_checks(estimator, check, request):
-    # One fast detector runs every check in the default suite; the others in the slow suite
-    # (-m slow): each check fits, and 46 checks per detector take minutes on two cores.
-    if estimator.name != "mahalanobis" and "slow" not in (request.config.getoption("-m") or "").replace("not slow", ""):
-        pytest.skip("run with -m slow: scikit-learn's checks fit the detector once per check")
+def test_scikit_learn_estimator_checks(estimator, check):
+    # One fast detector runs every check in the default suite; the others are marked slow in
+    # conftest.py (deselected by `make test`, run by `make test-slow`): each check fits, and 46
+    # checks per detector take minutes on two cores.
     check(estimator)
 
 
