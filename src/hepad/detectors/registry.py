@@ -84,6 +84,7 @@ DETECTORS: dict[str, DetectorEntry] = {
     "ae": DetectorEntry(f"{_D}:AutoEncoderDetector", "Dense autoencoder, score = mean squared reconstruction error (PyTorch)."),
     "vae": DetectorEntry(f"{_D}:VAEDetector", "Variational autoencoder; score = reconstruction error, KL divergence or Σμ² (PyTorch)."),
     "deep-svdd": DetectorEntry(f"{_D}:DeepSVDDDetector", "Deep SVDD: one-class hypersphere, score = squared distance to the centre (PyTorch)."),
+    "ae-qat": DetectorEntry("hepad.detectors.quantized:QATAutoEncoderDetector", "Quantisation-aware dense autoencoder for the FPGA trigger (quantize='w6a8'); hls4ml export in the trained formats."),
     "ensemble": DetectorEntry("hepad.detectors.ensemble:EnsembleDetector", "Ensemble of detectors: rank/z-score normalised, mean/max or any/majority/unanimous vote."),
     "fusion": DetectorEntry("hepad.detectors.fusion:FusionDetector", "Members fused on tail-calibrated background p-values (max = OR of members, or Fisher)."),
     "flow": DetectorEntry("hepad.detectors.flow:FlowDetector", "Normalising-flow density (zuko MAF/NSF) of the background; score = -log p (PyTorch)."),

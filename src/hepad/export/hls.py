@@ -262,7 +262,8 @@ def fpga_network(detector: Any, *, fold_preprocessing: bool = True, scaling: str
             f"{getattr(detector, 'name', type(detector).__name__)}: only torch detectors export to hls4ml."
         )
     detector._check_fitted()
-    module = detector.export_module().eval()
+    # A quantisation-aware detector hands over its plain Linear/ReLU network (hepad.detectors.quantized).
+    module = getattr(detector, "fpga_module", detector.export_module)().eval()
     kind = getattr(module, "kind", None)
     if kind not in _SUPPORTED_KINDS:
         raise ConfigError(
@@ -656,6 +657,10 @@ def export_hls(
             input_precision = DEFAULT_INPUT_PRECISION if fold_preprocessing else f"ap_fixed<{w + 2},{i + 2}>"
         types = _uniform_types(plan, precision, input_precision)
         precision_label = precision
+    if callable(getattr(detector, "hls_types", None)):
+        # Quantisation-aware training: every layer gets exactly the format it was trained with.
+        types = detector.hls_types(plan, types)
+        precision_label = f"trained ({detector.get_params().get('quantize')})"
     hls4ml = _hls4ml()
     config = _hls_config(hls4ml, plan, types, int(reuse_factor))
     target = Path(output_dir)
