@@ -64,10 +64,16 @@ def train_cmd(
     columns: Optional[str] = typer.Option(None, "--columns", help=_COLUMNS_HELP),
     drop_invalid: bool = typer.Option(False, "--drop-invalid", help="Drop invalid events (NaN/inf, out-of-range values) and report them, instead of failing."),
     force: bool = typer.Option(False, "--force", help="Replace an existing model folder."),
+    quantize: Optional[str] = typer.Option(
+        None, "--quantize", "-q",
+        help="Quantisation-aware training for the FPGA trigger: weight and activation bits, e.g. w6a8 (trains ae-qat; see docs/deployment.md).",
+    ),
 ) -> None:
     """Train a detector on background events and save it with its threshold.
 
     Example: hepad train --detector iforest --data sm_train.h5 --val sm_val.h5 -o model/
+
+    Example (FPGA trigger, 6-bit weights, 8-bit activations): hepad train --quantize w6a8 --data sm_train.h5 --val sm_val.h5 -o qat/
     """
     from ..api import train
     from ..config import load_config
@@ -76,6 +82,15 @@ def train_cmd(
     cfg = load_config(config) if config is not None else None
     name = detector or (cfg.model.detector if cfg is not None else None) or DEFAULT_DETECTOR
     params: dict[str, Any] = dict(_parse_param(p) for p in (param or []))
+    if quantize is not None:
+        from ..detectors.quantized import parse_quantize
+
+        parse_quantize(quantize)
+        if name not in ("ae", "ae-qat"):
+            raise ConfigError(f"--quantize trains the quantisation-aware autoencoder (ae-qat); it does not apply to "
+                              f"--detector {name}. Drop --detector or use --detector ae-qat.")
+        name = detector = "ae-qat"
+        params["quantize"] = quantize
     cols = None
     if columns is not None:
         cols = [c.strip() for c in columns.split(",") if c.strip()]
