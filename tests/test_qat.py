@@ -26,7 +26,7 @@ def tiny_events(tiny_dataset):
 def qat_det(tiny_events):
     import hepad
 
-    det = hepad.make_detector("ae-qat", quantize="w6a8", epochs=30, batch_size=64, n_threads=1, random_state=0)
+    det = hepad.make_detector("ae-qat", quantize="w6a8", epochs=15, batch_size=64, n_threads=1, random_state=0)
     return det.fit(tiny_events["sm_train"], X_val=tiny_events["sm_val"])
 
 
