@@ -31,6 +31,7 @@ __all__ = [
     "style",
     "experiment_label",
     "legend_outside",
+    "format_rate",
     "clopper_pearson_band",
     "plot_history",
     "plot_score_distributions",
@@ -161,7 +162,10 @@ def _colors(n: int) -> list[Any]:
     return [vivid[i % len(vivid)] for i in range(n)]
 
 
-def _fmt_rate(hz: float) -> str:
+def format_rate(hz: float) -> str:
+    """A rate with its unit: ``4 kHz``, ``2.37 MHz``, ``400 Hz`` (three significant digits)."""
+    if not isinstance(hz, (int, float)) or hz != hz:
+        return "–"
     for unit, f in (("MHz", 1e6), ("kHz", 1e3)):
         if hz >= f:
             return f"{hz / f:.3g} {unit}"
@@ -382,7 +386,7 @@ def plot_roc(
             ax.axvspan(fmin, min(resolved_fpr, 1), color="0.93", zorder=0, lw=0, label="< 10 bkg. events")
         for wp in shown_wp:
             ax.axvline(wp, color="0.5", ls="--", lw=0.8)
-            txt = _fmt_fpr(wp) + (f" ({_fmt_rate(wp * collision_rate_hz)})" if collision_rate_hz else "")
+            txt = _fmt_fpr(wp) + (f" ({format_rate(wp * collision_rate_hz)})" if collision_rate_hz else "")
             ax.text(wp * 1.12, 0.03, txt, ha="left", va="bottom", rotation=90, fontsize="x-small",
                     transform=ax.get_xaxis_transform(), color="0.3")
         ax.set_xscale("log")
@@ -396,7 +400,7 @@ def plot_roc(
             ax.axhspan(1 / min(resolved_fpr, 1), 1 / fmin, color="0.93", zorder=0, lw=0, label="< 10 bkg. events")
         for wp in shown_wp:
             ax.axhline(1 / wp, color="0.5", ls="--", lw=0.8)
-            txt = _fmt_fpr(wp) + (f" ({_fmt_rate(wp * collision_rate_hz)})" if collision_rate_hz else "")
+            txt = _fmt_fpr(wp) + (f" ({format_rate(wp * collision_rate_hz)})" if collision_rate_hz else "")
             ax.text(0.02, 1 / wp * 1.08, txt, ha="left", va="bottom", fontsize="x-small",
                     transform=ax.get_yaxis_transform(), color="0.3")
         ax.set_yscale("log")
@@ -439,19 +443,19 @@ def plot_efficiency_vs_rate(
     xmin, xmax = fmin * collision_rate_hz, collision_rate_hz
     if l1_accept_hz < xmax:
         ax.axvspan(max(l1_accept_hz, xmin), xmax, facecolor="none", edgecolor="0.7", hatch="//", lw=0, zorder=0,
-                   label=f"Above the L1 accept rate ({_fmt_rate(l1_accept_hz)})")
+                   label=f"Above the L1 accept rate ({format_rate(l1_accept_hz)})")
     if resolved_fpr is not None and resolved_fpr > fmin:
         ax.axvspan(xmin, resolved_fpr * collision_rate_hz, color="0.93", zorder=0, lw=0, label="< 10 bkg. events")
     for wp in working_points:
         r = wp * collision_rate_hz
         if xmin <= r <= xmax:
             ax.axvline(r, color="0.5", ls="--", lw=0.8)
-            ax.text(r * 1.12, 0.97, _fmt_rate(r), ha="left", va="top", rotation=90, fontsize="x-small",
+            ax.text(r * 1.12, 0.97, format_rate(r), ha="left", va="top", rotation=90, fontsize="x-small",
                     transform=ax.get_xaxis_transform(), color="0.3")
     ax.set_xscale("log")
     ax.set_xlim(xmin, xmax)
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel(f"Background accept rate [Hz] (FPR × {_fmt_rate(collision_rate_hz)})")
+    ax.set_xlabel(f"Background accept rate [Hz] (FPR × {format_rate(collision_rate_hz)})")
     ax.set_ylabel("Signal efficiency (TPR)")
     legend_outside(ax, title=title)
     return ax

@@ -22,14 +22,16 @@ from typing import Any
 
 from ._write import write_text
 from .errors import InputError
+from .evaluation.rows import describe_rule, fpr_key
 from .metrics import COLLISION_RATE_HZ
+from .plotting import L1_ACCEPT_RATE_HZ
+from .plotting import format_rate as _rate
 
 __all__ = ["write_report", "render_report"]
 
 #: CSS pixels per inch of figure: every plot shows its text at the same size on the page
-#: (16 pt at 66 px/inch is about 15 px), whatever its width or the PNG resolution.
-_PX_PER_INCH = 66
-_L1_ACCEPT_RATE_HZ = 100e3
+#: (16 pt at 60 px/inch is about 13 px; two 10-inch plots fit side by side), whatever its width or the PNG resolution.
+_PX_PER_INCH = 60
 
 
 def _num(x: Any, digits: int = 3) -> str:
@@ -44,22 +46,8 @@ def _num(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
-def _rate(hz: Any) -> str:
-    if not isinstance(hz, (int, float)) or hz != hz:
-        return "–"
-    for unit, f in (("MHz", 1e6), ("kHz", 1e3)):
-        if hz >= f:
-            return f"{hz / f:.3g} {unit}"
-    return f"{hz:.3g} Hz"
-
-
 def _fpr_text(f: float) -> str:
     return f"{f:.0e}".replace("e-0", "e-")
-
-
-def _fpr_key(fpr: float) -> str:
-    mant, exp = f"{fpr:.0e}".split("e")
-    return f"tpr@{mant}e{int(exp)}"
 
 
 def _anchor(name: str) -> str:
@@ -95,22 +83,6 @@ def _img(out_dir: Path, rel: str) -> str | None:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def _rule_text(rule: Any) -> str:
-    if not rule:
-        return "–"
-    if isinstance(rule, Mapping):
-        if "percentile" in rule:
-            return f"{rule['percentile']:g}th percentile of the background scores"
-        if "sigma" in rule:
-            return f"mean + {rule['sigma']:g} σ of the background scores"
-        if "rate_hz" in rule:
-            return f"{_rate(rule['rate_hz'])} background rate"
-        if "fpr" in rule:
-            return f"background efficiency {rule['fpr']:g}"
-        return ", ".join(f"{k} = {v}" for k, v in rule.items())
-    return str(rule)
-
-
 def _load(out: Path) -> dict[str, Any]:
     mpath = out / "metrics.json"
     if not mpath.is_file():
@@ -143,7 +115,7 @@ def _context(out: Path, summary: dict[str, Any]) -> dict[str, Any]:
     for r in summary.get("rows", []):
         tprs = []
         for f in fprs:
-            k = _fpr_key(f)
+            k = fpr_key(f)
             tprs.append({"value": _num(r.get(k)), "low": _num(r.get(f"{k}_low"), 2), "high": _num(r.get(f"{k}_high"), 2),
                          "resolved": bool(r.get(f"{k}_resolved", True))} if k in r else
                         {"value": "–", "low": "–", "high": "–", "resolved": True})
@@ -162,9 +134,11 @@ def _context(out: Path, summary: dict[str, Any]) -> dict[str, Any]:
             uri = _img(out, p["file"])
             if uri is None:
                 continue
-            width = f" width='{round(float(p['width_in']) * _PX_PER_INCH)}'" if p.get("width_in") else ""
+            px = round(float(p["width_in"]) * _PX_PER_INCH) if p.get("width_in") else None
+            width = f" width='{px}'" if px else ""
+            box = f" style='width:{px}px'" if px else ""  # the caption wraps to the plot's width
             parts.append(
-                f"<figure><img src='{uri}' alt='{escape(p['title'])}'{width}>"
+                f"<figure{box}><img src='{uri}' alt='{escape(p['title'])}'{width}>"
                 f"<figcaption><b>{escape(p['title'])}.</b> {escape(p.get('caption', ''))}</figcaption></figure>"
             )
         return Markup(f"<div class='plots'>{''.join(parts)}</div>") if parts else Markup("")
@@ -187,8 +161,8 @@ def _context(out: Path, summary: dict[str, Any]) -> dict[str, Any]:
         cfg = (det_configs or {}).get(d) if det_configs else (info.get("config") or {})
         detectors.append({
             "name": d, "anchor": _anchor(d), "threshold": _num(r.get("threshold"), 5),
-            "rule": _rule_text(r.get("threshold_rule")), "rate": _rate(rate),
-            "rate_flag": isinstance(rate, (int, float)) and rate > _L1_ACCEPT_RATE_HZ,
+            "rule": describe_rule(r.get("threshold_rule")) if r.get("threshold_rule") else "–", "rate": _rate(rate),
+            "rate_flag": isinstance(rate, (int, float)) and rate > L1_ACCEPT_RATE_HZ,
             "training": training, "unconverged": bool(conv and not conv["converged"]),
             "time": "–" if not t else f"{t * 1e6:.3g} µs per event (batched, this CPU)",
             "warnings": [w for w in warnings if w.startswith(f"{d}:")],

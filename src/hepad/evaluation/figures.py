@@ -102,8 +102,8 @@ def evaluation_figures(res: EvaluationResult, experiment: str = "CMS", *, data: 
         label(ax)
         thr = "" if res.threshold is None else f" The dashed line is the detector's threshold ({res.threshold:.4g})."
         figs.append(FigureSpec(f"{prefix}scores.png", f"Score distributions ({det})",
-                               "Fraction of events per bin, with statistical errors; the first and last bins "
-                               "beyond the axis break hold the under- and overflow." + thr, fig, sec))
+                               "Fraction of events per bin, with statistical errors; under- and overflow are "
+                               "shown (past the axis break, or on a log axis added to the first and last bins)." + thr, fig, sec))
         fig, ax = _fig()
         P.plot_roc(curves, ax, aucs=aucs, working_points=res.fprs, resolved_fpr=resolved,
                    collision_rate_hz=M.COLLISION_RATE_HZ)

@@ -21,7 +21,7 @@ from .. import metrics as M
 from .._write import write_figure, write_json, write_text
 from ..errors import ConfigError
 from .diagnostics import convergence
-from .rows import metric_row
+from .rows import describe_rule, metric_row
 from .samples import BACKGROUND_NAME
 
 __all__ = ["EvaluationResult", "ComparisonResult"]
@@ -36,20 +36,6 @@ def _rule_dict(rule: Any) -> dict[str, Any]:
         if hasattr(rule, attr):
             return dict(getattr(rule, attr)())
     return {"rule": str(rule)}
-
-
-def _rule_text(rule: dict[str, Any]) -> str:
-    if not rule:
-        return "a fixed cut"
-    if "percentile" in rule:
-        return f"the {rule['percentile']:g}th percentile of the background scores"
-    if "sigma" in rule:
-        return f"mean + {rule['sigma']:g} sigma of the background scores"
-    if "rate_hz" in rule:
-        return f"a {rule['rate_hz']:g} Hz rate"
-    if "fpr" in rule:
-        return f"a background efficiency of {rule['fpr']:g}"
-    return ", ".join(f"{k}={v}" for k, v in rule.items())
 
 
 @dataclass
@@ -143,7 +129,7 @@ class EvaluationResult:
         rate = self.threshold_rate_hz()
         if self.threshold is not None and rate is not None and rate > L1_ACCEPT_RATE_HZ:
             msgs.append(
-                f"{self.detector}: the threshold ({_rule_text(self.threshold_rule)}) passes "
+                f"{self.detector}: the threshold ({describe_rule(self.threshold_rule)}) passes "
                 f"{rate / M.COLLISION_RATE_HZ:.3g} of the background, a {rate / 1e6:.3g} MHz rate, above the "
                 f"{L1_ACCEPT_RATE_HZ / 1e3:g} kHz Level-1 accept rate: it is a reference cut, not a trigger "
                 "setting. Quote the working points (TPR at a fixed rate), or set the threshold with rate_hz."

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import metrics as M
 
-__all__ = ["fpr_key", "signal_metrics", "metric_row"]
+__all__ = ["fpr_key", "signal_metrics", "metric_row", "describe_rule"]
 
 
 def fpr_key(fpr: float) -> str:
@@ -87,3 +87,20 @@ def metric_row(detector: str, signal: str, m: Mapping[str, Any], extra: Mapping[
     if extra:
         row.update(extra)
     return row
+
+
+def describe_rule(rule: Mapping[str, Any] | None) -> str:
+    """A threshold rule in words: "the 95th percentile of the background scores", "a 1 kHz rate"..."""
+    from ..plotting import format_rate
+
+    if not rule:
+        return "a fixed cut"
+    if "percentile" in rule:
+        return f"the {rule['percentile']:g}th percentile of the background scores"
+    if "sigma" in rule:
+        return f"mean + {rule['sigma']:g} σ of the background scores"
+    if "rate_hz" in rule:
+        return f"a {format_rate(rule['rate_hz'])} background rate"
+    if "fpr" in rule:
+        return f"a background efficiency of {rule['fpr']:g}"
+    return ", ".join(f"{k} = {v}" for k, v in rule.items())
