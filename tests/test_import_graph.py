@@ -13,7 +13,7 @@ import hepad
 
 ROOT = Path(hepad.__file__).parent
 #: cycles known and owned elsewhere, to be removed (each entry: the sorted modules of one cycle)
-KNOWN_CYCLES = {("hepad.export._parity", "hepad.export.hls")}
+KNOWN_CYCLES: set[tuple[str, ...]] = set()
 
 
 def _modules() -> dict[str, Path]:

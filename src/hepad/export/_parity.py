@@ -145,13 +145,11 @@ def parity_report(model: Any, detector: Any, background: Any, signals: Mapping[s
         rep.tpr[name] = {"float": t_f, "fpga": t_h, "rel_change": (t_h - t_f) / t_f if t_f > 0 else 0.0,
                          "n": int(len(Xs)), "fpr": ft}
         rep.signal_correlation[name] = float(np.corrcoef(fs, hs)[0, 1]) if np.std(fs) > 0 and np.std(hs) > 0 else float("nan")
-    plan = model._plan
-    from .hls import _host_inputs
-
-    fin = _host_inputs(plan, Xb)[0]
-    outs = [fin.astype(np.float64)] + layer_outputs(plan.net, fin)
-    names = ["input"] + layer_names(plan.net)
-    kinds = ["input"] + [type(c).__name__ for c in plan.net.children()]
+    net = model.network
+    fin = model.fpga_inputs(Xb)
+    outs = [fin.astype(np.float64)] + layer_outputs(net, fin)
+    names = ["input"] + layer_names(net)
+    kinds = ["input"] + [type(c).__name__ for c in net.children()]
     for name, kind, out in zip(names, kinds, outs):
         t = model.types.get(name, {}).get("result") if model.types else None
         if not t:

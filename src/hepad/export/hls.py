@@ -433,6 +433,12 @@ class HLSModel:
         """The float ``nn.Sequential`` that was converted (reference for the fixed-point one)."""
         return self._plan.net
 
+    def fpga_inputs(self, X: Any) -> np.ndarray:
+        """What the FPGA takes for raw events X (scaled, padding replaced; raw when folded)."""
+        from ..detectors.base import as_features
+
+        return _host_inputs(self._plan, as_features(X))[0]
+
     def network_outputs(self, X: Any, *, emulate: bool = True) -> np.ndarray:
         """What the FPGA outputs for raw events X: bit-accurate (``emulate``) or the float network."""
         from ..detectors.base import as_features
