@@ -189,6 +189,7 @@ def test_state_round_trip(fitted, toy_sig, name):
     assert all(k.startswith("net.") and isinstance(v, np.ndarray) for k, v in arrays.items())
     new = make_detector(name, **FAST)
     new.n_features_in_, new.preprocessor_ = det.n_features_in_, det.preprocessor_
+    new.feature_names_in_ = det.feature_names_in_
     new._set_state(meta, arrays)
     np.testing.assert_array_equal(new.score_samples(toy_sig), det.score_samples(toy_sig))
 

@@ -30,6 +30,7 @@ PINS: dict[str, str] = {
     "fastjet": "fastjet==3.5.2.0",
     "uproot": "uproot==5.7.7",
     "pyarrow": "pyarrow==26.0.1",
+    "zuko": "zuko==1.6.0",
 }
 
 

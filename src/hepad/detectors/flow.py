@@ -9,8 +9,8 @@ density model can make arbitrarily sharp (the likelihood diverges during trainin
 noise of width ``noise`` (in scaled units) is added to the training inputs, so the flow learns
 the smoothed density; scores are computed on the inputs without noise.
 
-zuko is an optional dependency (``pip install zuko==1.6.0``); it is imported when the detector
-is fitted or loaded.
+zuko is pinned in the project's dependencies and imported (through :mod:`hepad.extras`) when the
+detector is fitted or loaded.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError, DependencyError
+from ..errors import ConfigError
 from .base import Interval, Options
 from .deep import DEEP_CONSTRAINTS, _DeepDetector
 
@@ -35,11 +35,9 @@ _KINDS = ("maf", "nsf")
 
 
 def _zuko() -> Any:
-    try:
-        import zuko
-    except ImportError:  # pragma: no cover - zuko is pinned in the project's dependencies
-        raise DependencyError("the flow detector needs zuko: install it with: pip install zuko==1.6.0") from None
-    return zuko
+    from .. import extras
+
+    return extras.require("zuko", "the flow detector")
 
 
 class _FlowNet(nn.Module):
