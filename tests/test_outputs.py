@@ -439,3 +439,35 @@ def test_score_failing_on_a_later_bad_partition_leaves_nothing(capsys, work, tmp
                        "-j", "0", "--partition-size", "60")
     assert code == 1 and "negative pT" in one_error_line(err)
     assert tree(tmp_path) == ["bad.h5"]
+
+
+def test_ctrl_c_during_generate_exits_130_and_the_rerun_resumes(capsys, tmp_path, monkeypatch):
+    """Item 9 for generate: the first chunk is generated (real Pythia, Z at PU0), Ctrl-C arrives
+    during the second; exit 130 with one line naming the kept chunks, no output file; the same
+    command again reuses the finished chunk and writes every event."""
+    import hepad.generate._engine as eng
+
+    out = tmp_path / "z.h5"
+    args = ["generate", "z", "-n", "30", "--chunk-size", "15", "-j", "0", "--pileup", "0", "--seed", "4",
+            "-o", out]
+    real, calls = eng.run_chunk, []
+
+    def interrupted_second(spec):
+        calls.append(spec.index)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return real(spec)
+
+    monkeypatch.setattr(eng, "run_chunk", interrupted_second)
+    code, _, err = cli(capsys, *args)
+    assert code == 130, err
+    (line,) = [ln for ln in err.splitlines() if ln.strip()]
+    assert line.startswith("hepad: interrupted;") and "resume" in line
+    assert not out.exists()
+    parts = tmp_path / ".z.h5.parts"
+    assert len(list(parts.glob("*.h5"))) == 1  # the finished chunk is kept
+    monkeypatch.setattr(eng, "run_chunk", real)
+    code, _, err = cli(capsys, *args)
+    assert code == 0, err
+    ev = hepad.read_events(out)
+    assert len(ev) == 30 and not parts.exists()
