@@ -27,8 +27,10 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/io.py
 	$(PY) benchmarks/generate.py
+	$(PY) benchmarks/physics.py
 	$(PY) benchmarks/detectors.py
 	$(PY) benchmarks/inference.py
+	$(PY) benchmarks/hls_precision.py
 	$(PY) benchmarks/scale.py
 
 clean:
