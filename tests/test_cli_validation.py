@@ -14,21 +14,8 @@ import numpy as np
 import pytest
 
 import hepad
-from hepad.cli import main
+from _cli import cli, one_error_line
 from hepad.errors import InputError, InvalidValuesError
-
-
-def cli(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_error_line(err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("hepad: error: ") and "internal error" not in lines[0], err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -20,10 +20,11 @@ import h5py
 import numpy as np
 import pytest
 
-from hepad.cli import run
 from hepad.download import (ADC2021_RECORDS, ChecksumError, DownloadError, adc2021_paths,
                             download_adc2021, prepare_adc2021)
 from hepad.io import read_events
+from _cli import cli_run
+from hepad.cli import run
 
 
 def _adc_file(events) -> bytes:
@@ -191,22 +192,12 @@ def test_offline_is_one_line(monkeypatch, capsys, tmp_path):
     assert err.startswith("hepad: error: cannot reach") and err.count("\n") == 1
 
 
-def _cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["hepad", *map(str, args)])
-    code = 0
-    try:
-        run()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    return (code, *capsys.readouterr())
-
-
 def test_cli_download_and_unknown_signal(zenodo, monkeypatch, capsys, tmp_path):
-    code, out, err = _cli(monkeypatch, capsys, "dataset", "download", "adc2021", "--signals", "ato4l",
+    code, out, err = cli_run(monkeypatch, capsys, "dataset", "download", "adc2021", "--signals", "ato4l",
                           "--dir", tmp_path, "--base-url", zenodo.url)
     assert code == 0, err
     assert f"sm_test: {tmp_path / 'sm_test.h5'}" in out and f"ato4l: {tmp_path / 'ato4l.h5'}" in out
-    code, out, err = _cli(monkeypatch, capsys, "dataset", "download", "adc2021", "--signals", "ato4ll",
+    code, out, err = cli_run(monkeypatch, capsys, "dataset", "download", "adc2021", "--signals", "ato4ll",
                           "--dir", tmp_path, "--base-url", zenodo.url)
     assert code == 1 and "unknown ADC2021 signal 'ato4ll'. Did you mean 'ato4l'?" in err
     assert not list(tmp_path.glob(".*.lock"))

@@ -14,6 +14,7 @@ import pytest
 import hepad
 from hepad.errors import ConfigError, DependencyError
 from hepad.export._precision import choose_types, int_bits, profile_network, type_range
+from _cli import cli_run
 
 
 def _plant(events) -> np.ndarray:
@@ -151,29 +152,15 @@ def test_missing_compiler_is_one_line(planted, tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------- CLI (no compile: seconds)
-def _cli(monkeypatch, capsys, *args):
-    import sys
-
-    from hepad.cli import run
-
-    monkeypatch.setattr(sys, "argv", ["hepad", *map(str, args)])
-    code = 0
-    try:
-        run()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    return (code, *capsys.readouterr())
-
-
 def test_cli_export_hls_prints_the_estimate_table(planted, tmp_path, monkeypatch, capsys, tiny_dataset):
     det, *_ = planted
     det.save(tmp_path / "model")
-    code, out, err = _cli(monkeypatch, capsys, "export", "hls", tmp_path / "model", "-o", tmp_path / "prj",
+    code, out, err = cli_run(monkeypatch, capsys, "export", "hls", tmp_path / "model", "-o", tmp_path / "prj",
                           "--no-compile", "--reuse-factor", "2")
     assert code == 0, err
     assert "estimate (analytic)" in out and "DSP" in out and "latency" in out
     assert (tmp_path / "prj" / "hepad_trigger.json").is_file()
-    code, out, err = _cli(monkeypatch, capsys, "export", "hls", tmp_path / "model", "-o", tmp_path / "prj2",
+    code, out, err = cli_run(monkeypatch, capsys, "export", "hls", tmp_path / "model", "-o", tmp_path / "prj2",
                           "--no-compile", "--precision", "ap_fixed<16,6,AP_BOGUS>")
     assert code != 0 and "not a type hls4ml accepts" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "prj2").exists()

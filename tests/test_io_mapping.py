@@ -8,7 +8,6 @@ checked against per-event computations from direct uproot reads of the written f
 from __future__ import annotations
 
 import logging
-import sys
 
 import awkward as ak
 import numpy as np
@@ -17,10 +16,10 @@ import uproot
 import vector
 
 from hepad import _layout as L
-from hepad.cli import run
 from hepad.errors import ConfigError, InputError, MissingKeyError
 from hepad.io import count_events, iter_events, read_events
 from hepad.io.mapping import load_mapping
+from _cli import cli_run
 
 MU_CUT = L.ADC_CUTS["muon"]
 
@@ -207,7 +206,7 @@ def test_mapping_file_for_what_detection_cannot_decide(tmp_path, nano_kinematics
     np.testing.assert_allclose(ev.data[0, 5:9, 0], [50.0, 20.0, 10.0, 0.0], rtol=1e-5)  # 8 < pt_min 9
     np.testing.assert_allclose(ev.data[:, 0, 0], ak.to_numpy(nano_kinematics["MET_pt"]), rtol=1e-5)
     assert ev.multiplicities["jets"].sum() > 0
-    code, out, err = _cli(monkeypatch, capsys, "convert", path, tmp_path / "odd.h5", "--mapping", mapping)
+    code, out, err = cli_run(monkeypatch, capsys, "convert", path, tmp_path / "odd.h5", "--mapping", mapping)
     assert code == 0, err
     np.testing.assert_array_equal(read_events(tmp_path / "odd.h5").data, ev.data)
 
@@ -238,25 +237,15 @@ def test_mapping_file_errors_name_the_key(tmp_path, cartesian_tree):
         read_events(csv, mapping=bad)
 
 
-def _cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["hepad", *map(str, args)])
-    code = 0
-    try:
-        run()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    return (code, *capsys.readouterr())
-
-
 def test_inspect_reports_layout_and_collections(monkeypatch, capsys, cartesian_tree, tmp_path, nano_kinematics):
-    code, out, err = _cli(monkeypatch, capsys, "inspect", cartesian_tree)
+    code, out, err = cli_run(monkeypatch, capsys, "inspect", cartesian_tree)
     assert code == 0, err
     assert "layout=adc2021" in out and "tree=objects" in out
     assert "collections found: met, electron, muon, jet" in out
     assert "Muon_Px, Muon_Py, Muon_Pz, Muon_E  <- prefix 'Muon'" in out
     part = tmp_path / "muons.root"
     _write(part, _partial(nano_kinematics), rntuple=True, name="Events")
-    code, out, err = _cli(monkeypatch, capsys, "inspect", part, "--json")
+    code, out, err = cli_run(monkeypatch, capsys, "inspect", part, "--json")
     assert code == 0, err
     import json
 
@@ -265,7 +254,7 @@ def test_inspect_reports_layout_and_collections(monkeypatch, capsys, cartesian_t
     assert s["collections"]["muon"]["branches"]["pt"] == "Muon_pt"
     m = tmp_path / "m.yaml"
     m.write_text("muon:\n  prefix: Muon\n  pt_min: 25\n")
-    code, out, err = _cli(monkeypatch, capsys, "inspect", part, "--mapping", m)
+    code, out, err = cli_run(monkeypatch, capsys, "inspect", part, "--mapping", m)
     assert code == 0, err
     assert f"mapping file {m}: prefix 'Muon'" in out
 
