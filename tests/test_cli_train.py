@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import hepad
+import hepad.cli
 from hepad.cli import run
 from hepad.detectors.base import available_detectors
 from hepad.errors import ConfigError
@@ -118,6 +119,39 @@ def test_detectors_lists_every_name(monkeypatch, capsys):
     assert listed == set(available_detectors())
     code, out, _ = cli(monkeypatch, capsys, "detectors", "--json")
     assert json.loads(out) == available_detectors()
+
+
+def test_detectors_listing_fast_path_matches_typer_and_keeps_names(monkeypatch, capsys):
+    # `hepad detectors` is answered without typer (issue 12: < 0.5 s CPU); its output must be
+    # the typer command's, and at a pipe's 80 columns the names must survive (they once shrank
+    # to nothing) while the summaries are cut.
+    from hepad.cli._main import main as typer_main
+
+    monkeypatch.setenv("COLUMNS", "80")
+    for args in (["detectors"], ["detectors", "--json"], ["--version"]):
+        fast = hepad.cli.main(args), capsys.readouterr().out
+        slow = typer_main(args), capsys.readouterr().out
+        assert fast == slow, args
+    lines = slow_lines(monkeypatch, capsys)
+    assert all(len(ln) <= 80 for ln in lines)
+    listed = {ln.split("│")[1].strip() for ln in lines if ln.count("│") >= 3}
+    assert listed == set(available_detectors())
+
+
+def slow_lines(monkeypatch, capsys):
+    assert hepad.cli.main(["detectors"]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def test_cli_startup_imports_nothing_heavy():
+    # `hepad --version` / `hepad detectors` in a fresh interpreter: no numpy, typer or pydantic.
+    import subprocess
+
+    code = ("import sys; from hepad.cli import main; main(['detectors']); main(['--version']); "
+            "heavy = {'numpy', 'typer', 'pydantic', 'torch', 'sklearn'} & set(sys.modules); "
+            "assert not heavy, heavy; import hepad; assert 'numpy' not in sys.modules")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
 
 
 def test_api_train_with_arrays_and_threshold_rules(toy_bkg, toy_bkg_val):

@@ -137,7 +137,7 @@ def test_hls_default_export_matches_float_on_generated_events(tiny_hls, tiny_eve
 def test_hls_types_cover_every_layer_on_background_and_signal(tiny_hls, tiny_events):
     """Nothing overflows: every layer's float values on the sizing events lie inside its type."""
     from hepad.export._precision import layer_names, layer_outputs, type_range
-    from hepad.export.hls import _host_inputs
+    from hepad.export._network import _host_inputs
 
     det, hm = tiny_hls
     plan = hm._plan

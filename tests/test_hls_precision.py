@@ -80,7 +80,7 @@ def test_planted_spreads_uniform_fold_fails_naming_the_layer(planted, tmp_path):
 
 
 def test_choose_types_follow_the_budget_and_headroom(planted):
-    from hepad.export.hls import _host_inputs, fpga_network
+    from hepad.export._network import _host_inputs, fpga_network
 
     det, va, _ = planted
     plan = fpga_network(det)

@@ -50,6 +50,9 @@ def _imports(mods: dict[str, Path]):
                 continue
             for a in node.names:
                 full = f"{target}.{a.name}"
+                if _private_module_outside(m, is_pkg, full if full in mods else target):
+                    private.append((m, target, a.name))
+                    continue
                 if full in mods:
                     edges[m].add(full)
                     continue
@@ -61,6 +64,17 @@ def _imports(mods: dict[str, Path]):
                     if own == "hepad" or not (theirs == own or theirs.startswith(own + ".")):
                         private.append((m, target, a.name))
     return edges, private
+
+
+def _private_module_outside(importer: str, is_pkg: bool, module: str) -> bool:
+    """True when ``module`` is (inside) a ``_private`` module of a package ``importer`` is not in."""
+    own = importer if is_pkg else importer.rsplit(".", 1)[0]
+    parts = module.split(".")
+    for i, part in enumerate(parts):
+        if part.startswith("_") and not part.startswith("__"):
+            owner = ".".join(parts[:i])
+            return not (own == owner or own.startswith(owner + "."))
+    return False
 
 
 def _cycles(edges: dict[str, set[str]]) -> set[tuple[str, ...]]:
@@ -115,6 +129,9 @@ def test_the_checker_sees_a_cycle_and_a_private_import():
     """The checks can fail: a planted cycle and a planted private import are found."""
     edges = {"a": {"b"}, "b": {"a"}, "c": set()}
     assert _cycles(edges) == {("a", "b")}
+    assert _private_module_outside("hepad.cli._deploy", False, "hepad.export._resources")
+    assert not _private_module_outside("hepad.export.hls", False, "hepad.export._resources")
+    assert not _private_module_outside("hepad.cli._io", False, "hepad._outputs")  # the top package's own
     mods = _modules()
     edges, _ = _imports(mods)
     assert "hepad.partitions" in edges["hepad.scoring"]  # scoring runs on the partition layer

@@ -255,7 +255,7 @@ def test_sigterm_mid_stream_loses_no_event(tmp_path):
 # ---------------------------------------------------------------------- calibrated start
 def test_score_quantiles_round_trip_the_cut():
     from hepad.metrics import threshold_at_fpr
-    from hepad.trigger._stats import cut_at_fraction, score_quantiles
+    from hepad.thresholds import cut_at_fraction, score_quantiles
 
     s = np.random.default_rng(3).gamma(2.0, size=20_000)
     table = score_quantiles(s)
@@ -268,7 +268,7 @@ def test_score_quantiles_round_trip_the_cut():
 
 
 def test_tracker_with_a_prior_holds_the_rate_from_the_first_event():
-    from hepad.trigger._stats import score_quantiles
+    from hepad.thresholds import score_quantiles
 
     rng = np.random.default_rng(4)
     f = 0.01

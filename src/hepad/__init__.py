@@ -11,12 +11,10 @@ Quick tour::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .errors import HepadError
-from .events import EventSet
-from .io import count_events, iter_events, read_events, write_events
 
 __all__ = [
     "__version__",
@@ -40,8 +38,14 @@ __all__ = [
     "export_hls",
 ]
 
-# Heavier entry points are imported on first use, so `import hepad` stays fast.
+# Everything but the version and the error class is imported on first use, so `import hepad`
+# (and with it every `hepad` command) pays for numpy, torch or scikit-learn only when it needs them.
 _LAZY = {
+    "EventSet": ("hepad.events", "EventSet"),
+    "read_events": ("hepad.io", "read_events"),
+    "iter_events": ("hepad.io", "iter_events"),
+    "write_events": ("hepad.io", "write_events"),
+    "count_events": ("hepad.io", "count_events"),
     "available_detectors": ("hepad.detectors.registry", "available_detectors"),
     "make_detector": ("hepad.detectors.registry", "make_detector"),
     "train": ("hepad.api", "train"),
@@ -55,6 +59,15 @@ _LAZY = {
     "export_onnx": ("hepad.export.onnx", "export_onnx"),
     "export_hls": ("hepad.export.hls", "export_hls"),
 }
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .events import EventSet
+    from .io import count_events, iter_events, read_events, write_events
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def __getattr__(name: str) -> Any:

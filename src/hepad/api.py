@@ -33,18 +33,6 @@ def _as_config(config: Any) -> Any:
     raise ConfigError(f"config must be a path, a mapping or a HepadConfig, got {type(config).__name__}.")
 
 
-def _as_events(x: Any, what: str, read_opts: dict[str, Any]) -> EventSet:
-    from .io import read_events
-
-    if isinstance(x, EventSet):
-        return x
-    if isinstance(x, (str, os.PathLike)):
-        return read_events(x, **read_opts)
-    if isinstance(x, np.ndarray):
-        return EventSet(data=x, provenance={"source": f"<array {what}>"})
-    raise ConfigError(f"{what} must be an EventSet, an array or a file path, got {type(x).__name__}.")
-
-
 def _threshold_rule(percentile: float | None, sigma: float | None, rate_hz: float | None,
                     fpr: float | None, collision_rate_hz: float | None, cfg: Any) -> Any:
     """The rule given as options, else the configuration's, else None (the detector's own)."""
@@ -180,12 +168,14 @@ def train(
             val = cfg.resolve_path(cfg.data.val)
     if data is None:
         raise ConfigError("No training data: pass data=, or set data.train in the configuration.")
-    train_ev = _as_events(data, "data", read_opts)
-    val_ev = None if val is None else _as_events(val, "val", read_opts)
+    from .evaluation.samples import as_events
+
+    train_ev = as_events(data, "data", **read_opts)
+    val_ev = None if val is None else as_events(val, "val", **read_opts)
     y = None
     if det.supervised:
         if signal is not None:
-            sig_ev = _as_events(signal, "signal", read_opts)
+            sig_ev = as_events(signal, "signal", **read_opts)
             train_ev = EventSet.concat([train_ev.with_labels(0), sig_ev.with_labels(1)])
         elif labels is not None:
             y = np.asarray(labels)

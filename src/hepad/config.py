@@ -27,7 +27,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError, closest
-from .thresholds import COLLISION_RATE_HZ, KINDS, ThresholdRule
+from .rates import COLLISION_RATE_HZ
+from .thresholds import KINDS, ThresholdRule
 
 log = logging.getLogger(__name__)
 

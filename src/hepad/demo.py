@@ -165,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .cli._evaluate import print_table
+    from .cli import print_table
     from .errors import HepadError
 
     parser = argparse.ArgumentParser(prog="python -m hepad.demo", description=__doc__.splitlines()[0])

@@ -32,8 +32,7 @@ from .errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
-#: The LHC bunch-crossing rate seen by the Level-1 trigger, in Hz.
-COLLISION_RATE_HZ = 40e6
+from .rates import COLLISION_RATE_HZ  # noqa: E402  (public here too: hepad.metrics.COLLISION_RATE_HZ)
 #: Standard trigger working points (background efficiencies).
 DEFAULT_FPRS = (1e-3, 1e-4, 1e-5)
 #: Background events needed per unit of 1/FPR for a working point to count as resolved.

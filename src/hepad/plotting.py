@@ -429,7 +429,7 @@ def plot_efficiency_vs_rate(
     the whole L1 output. ``curves`` as :func:`plot_roc` (with bands when given).
     """
     if collision_rate_hz is None:
-        from .metrics import COLLISION_RATE_HZ
+        from .rates import COLLISION_RATE_HZ
 
         collision_rate_hz = COLLISION_RATE_HZ
     fmin = _fpr_range(curves, None) / 1.5

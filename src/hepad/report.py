@@ -23,7 +23,7 @@ from typing import Any
 from ._write import write_text
 from .errors import InputError
 from .evaluation.rows import describe_rule, fpr_key
-from .metrics import COLLISION_RATE_HZ
+from .rates import COLLISION_RATE_HZ
 from .plotting import L1_ACCEPT_RATE_HZ
 from .plotting import format_rate as _rate
 

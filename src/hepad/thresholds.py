@@ -31,11 +31,13 @@ from typing import Any, Literal
 import numpy as np
 
 from .errors import ConfigError, InputError
-from .metrics import COLLISION_RATE_HZ, threshold_at_fpr
+from .metrics import threshold_at_fpr
+from .rates import COLLISION_RATE_HZ
 
 log = logging.getLogger(__name__)
 
-__all__ = ["COLLISION_RATE_HZ", "KINDS", "DEFAULT_RULE", "ThresholdRule", "threshold_from_scores"]
+__all__ = ["COLLISION_RATE_HZ", "KINDS", "DEFAULT_RULE", "ThresholdRule", "threshold_from_scores", "score_quantiles",
+           "cut_at_fraction"]
 
 Kind = Literal["percentile", "sigma", "rate_hz", "fpr"]
 #: The rule kinds, in the order they are documented.
@@ -260,3 +262,42 @@ def threshold_from_scores(
     if rule is None:
         raise ConfigError(f"Give exactly one of {', '.join(KINDS)} to set a threshold (got none).")
     return rule.threshold(scores)
+
+
+# Background score tables: a model's cut at any accept fraction without its training data
+# (stored at fit and export; the streaming trigger's first cut, see hepad.trigger).
+
+def score_quantiles(scores: np.ndarray, n_points: int = 97) -> dict:
+    """The upper tail of background scores as a JSON-able table, for a cut at any accept fraction.
+
+    ``fractions`` are log-spaced from ``1/N`` (the smallest the sample resolves) to 0.5;
+    ``scores[i]`` is the cut (``score > cut``) that accepts ``fractions[i]`` of the events.
+    Stored with a model at fit and export, it gives the trigger its first cut (see
+    :func:`cut_at_fraction`).
+    """
+    s = np.sort(np.asarray(scores, dtype=np.float64).ravel())
+    s = s[np.isfinite(s)]
+    if s.size < 2:
+        raise ValueError("score_quantiles needs at least 2 finite scores")
+    fractions = np.logspace(np.log10(1.0 / s.size), np.log10(0.5), int(n_points))
+    # The cut accepting k = floor(f N) events is the (k+1)-th largest score.
+    k = np.minimum(np.floor(fractions * s.size * (1 + 1e-12)).astype(np.int64), s.size - 1)
+    cuts = s[s.size - 1 - k]
+    return {"n_events": int(s.size), "fractions": fractions.tolist(), "scores": cuts.tolist(), "max": float(s[-1])}
+
+
+def cut_at_fraction(table: dict, fraction: float) -> float:
+    """The cut of a :func:`score_quantiles` table that accepts ``fraction`` (log-interpolated).
+
+    Below the smallest tabulated fraction the largest background score is returned (the sample
+    does not resolve that rate).
+    """
+    f = np.asarray(table["fractions"], dtype=np.float64)
+    c = np.asarray(table["scores"], dtype=np.float64)
+    if fraction < f[0]:
+        return float(table.get("max", c[0]))
+    if fraction == f[0]:
+        return float(c[0])
+    if fraction >= f[-1]:
+        return float(c[-1])
+    return float(np.interp(np.log(fraction), np.log(f), c))

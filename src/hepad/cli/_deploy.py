@@ -12,12 +12,11 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
 
 from .._outputs import writing
-from ..errors import ConfigError
-from ..metrics import COLLISION_RATE_HZ, InputError
+from ..errors import ConfigError, InputError
+from ..rates import COLLISION_RATE_HZ
 from ._app import app, console, err_console
 
 log = logging.getLogger("hepad.cli")
@@ -32,8 +31,10 @@ app.add_typer(export_app, name="export")
 _MODEL_HELP = "Model directory written by `hepad train`."
 
 
-def _check_events(n_features: int, n: int = 2000) -> np.ndarray:
+def _check_events(n_features: int, n: int = 2000):
     """Inputs to compare an export with its model: toy ADC2021 events, or Gaussian noise."""
+    import numpy as np
+
     if n_features == 57:
         from .._toy import toy_events
 
@@ -56,6 +57,8 @@ def export_onnx_cmd(
 
     Example: hepad export onnx model/ -o model.onnx
     """
+    import numpy as np
+
     import hepad
     from ..engine import make_scorer
     from ..export.onnx import export_onnx
@@ -136,8 +139,10 @@ def export_hls_cmd(
 
     Example: hepad export hls model/ -o hls_prj --data sm_val.h5 --signal ato4l=ato4l.h5 --target-rate-hz 1000
     """
+    import numpy as np
+
     import hepad
-    from ..export._resources import hls_tool, synthesis_report
+    from ..export import hls_tool, synthesis_report
     from ..export.hls import export_hls
     from ._evaluate import _signals
 
@@ -236,7 +241,7 @@ def _hls_scan(model, background, named, output, precisions, total_bits, max_even
 
     import hepad
     from .._atomic import atomic_path
-    from ..export.hls import plot_precision_scan, precision_scan
+    from ..export.scan import plot_precision_scan, precision_scan
 
     det = hepad.load(model)
     sigs = {name: hepad.read_events(path, entry_range=(0, max_events)) for name, path in named.items()}

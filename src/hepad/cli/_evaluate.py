@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.table import Table
 
 from .._outputs import writing
 from ..errors import ConfigError
 from ._app import app, console, err_console, progress, verbose
+from ._tables import print_table
 
 log = logging.getLogger("hepad.cli")
 
@@ -47,24 +47,6 @@ def _signals(specs: list[str]) -> dict[str, str]:
             raise ConfigError(f"--signal: the name {name!r} is given twice; name them with NAME=FILE.")
         out[name] = path
     return out
-
-
-def print_table(rows: list[dict[str, Any]], fprs: tuple[float, ...], title: str = "") -> None:
-    """The metrics table on stdout (rich)."""
-    from rich import box
-
-    from ._tables import iter_rows_text, table_header
-
-    table = Table(title=title or None, header_style="bold", show_lines=False, box=box.SIMPLE_HEAD, pad_edge=False)
-    for i, h in enumerate(table_header(fprs)):
-        table.add_column(h, justify="left" if i < 2 else "right", no_wrap=True)
-    for cells in iter_rows_text(rows, fprs):
-        table.add_row(*cells)
-    console.print(table)
-    from ..evaluation import fpr_key
-
-    if any(not r.get(f"{fpr_key(f)}_resolved", True) for r in rows for f in fprs):
-        console.print("[dim]* working point not resolved: fewer than 10/FPR background events.[/]")
 
 
 def _bar_callback(bar: Any, task: Any):

@@ -64,7 +64,7 @@ def inspect_cmd(
 
     Example: hepad inspect HZZ.root --mapping hzz.yaml
     """
-    from ..io._summary import hdf5_keys_to_inspect, summarize
+    from ..io import hdf5_keys_to_inspect, summarize
 
     cols = _columns(columns)
     summaries = []
@@ -178,7 +178,7 @@ def convert_cmd(
     from .._outputs import writing
     from ..features import dilepton_features
     from ..io import count_events, iter_events, write_events
-    from ..io._dispatch import detect_format, WRITE_FORMATS
+    from ..io import WRITE_FORMATS, detect_format
 
     if features not in (None, "dilepton"):
         raise InputError(f"--features {features!r} is unknown; choose 'dilepton'.")

@@ -205,26 +205,6 @@ def detectors_cmd(
 
     Example: hepad detectors --json
     """
-    import json
+    from ._listing import print_detectors
 
-    from ..detectors.registry import DEFAULT_DETECTOR, TRIGGER_DETECTOR, available_detectors, describe_detectors
-
-    if as_json:
-        console.print_json(json.dumps(available_detectors()))
-        return
-    rows = []
-    for name, entry in describe_detectors().items():
-        kind = entry.kind
-        if name == DEFAULT_DETECTOR:
-            kind += " (offline default)"
-        if name == TRIGGER_DETECTOR:
-            kind += " (trigger default)"
-        rows.append((name, kind, entry.summary))
-    table = Table(title=None, show_lines=False)
-    # Names and kinds are never cut (they are what users type); long summaries are.
-    table.add_column("name", no_wrap=True, style="bold", min_width=max(len(r[0]) for r in rows))
-    table.add_column("kind", no_wrap=True, min_width=max(len(r[1]) for r in rows))
-    table.add_column("summary", no_wrap=True, overflow="ellipsis")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    print_detectors(as_json, console=console)

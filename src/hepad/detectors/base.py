@@ -34,7 +34,8 @@ from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 
 from ..errors import ConfigError, InputError, NotFittedError, closest
 from ..events import EventSet
-from ..thresholds import COLLISION_RATE_HZ, ThresholdRule, threshold_from_scores
+from ..rates import COLLISION_RATE_HZ
+from ..thresholds import ThresholdRule, threshold_from_scores
 from .registry import (  # noqa: F401 (re-exported)
     DEFAULT_DETECTOR,
     PRESETS,
@@ -377,7 +378,7 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         self.threshold_rule_ = rule
         # The upper tail of the same background scores: a streaming trigger starts from the cut
         # at its own target rate (hepad.trigger), not from this threshold.
-        from ..trigger._stats import score_quantiles
+        from ..thresholds import score_quantiles
 
         s = np.asarray(scores, dtype=np.float64)
         self.background_quantiles_ = score_quantiles(s) if np.isfinite(s).sum() >= 2 else None

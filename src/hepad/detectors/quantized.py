@@ -304,7 +304,7 @@ class QATAutoEncoderDetector(AutoEncoderDetector):
 
     def hls_types(self, plan: Any, types: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:
         """``types`` (sized on data) with every network layer set to its trained format."""
-        from ..export._precision import layer_names
+        from ..export import layer_names
 
         fmts = self.net_.formats()
         names = layer_names(plan.net)

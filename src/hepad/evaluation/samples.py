@@ -18,8 +18,12 @@ __all__ = ["BACKGROUND_NAME", "as_events", "load_samples", "split_signal_spec"]
 BACKGROUND_NAME = "SM background"
 
 
-def as_events(obj: Any, what: str, max_events: int | None = None) -> EventSet:
-    """An EventSet from an EventSet, an array, a path or glob, or a list of them (concatenated)."""
+def as_events(obj: Any, what: str, max_events: int | None = None, **read_opts: Any) -> EventSet:
+    """An EventSet from an EventSet, an array, a path or glob, or a list of them (concatenated).
+
+    ``read_opts`` (``format``, ``key``, ``columns``, ``drop_invalid``) go to
+    :func:`hepad.read_events` for every file.
+    """
     if isinstance(obj, EventSet):
         return obj if max_events is None else obj[:max_events]
     if isinstance(obj, (str, os.PathLike)):
@@ -28,12 +32,12 @@ def as_events(obj: Any, what: str, max_events: int | None = None) -> EventSet:
 
         files = expand_files([obj])
         rng = None if max_events is None else (0, int(max_events))
-        sets = [read_events(f, entry_range=rng) for f in files]
+        sets = [read_events(f, entry_range=rng, **read_opts) for f in files]
         return sets[0] if len(sets) == 1 else EventSet.concat(
             sets, provenance={"source": ", ".join(str(f) for f in files), "files": len(files)}
         )
     if isinstance(obj, (list, tuple)) and obj and all(isinstance(o, (str, os.PathLike, EventSet)) for o in obj):
-        sets = [as_events(o, what, max_events) for o in obj]
+        sets = [as_events(o, what, max_events, **read_opts) for o in obj]
         return sets[0] if len(sets) == 1 else EventSet.concat(
             sets, provenance={"source": ", ".join(s.source for s in sets), "files": len(sets)}
         )

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["export_onnx", "read_onnx_metadata", "export_hls", "precision_scan", "HLSModel"]
+__all__ = ["export_onnx", "read_onnx_metadata", "export_hls", "precision_scan", "HLSModel", "layer_names",
+           "hls_tool", "synthesis_report"]
 
 # hls4ml is heavy to import: load each exporter on first use.
 _LAZY = {
     "export_onnx": "onnx",
     "read_onnx_metadata": "onnx",
     "export_hls": "hls",
-    "precision_scan": "hls",
+    "precision_scan": "scan",
     "HLSModel": "hls",
+    "layer_names": "_precision",  # the names hls4ml gives a network's layers
+    "hls_tool": "_resources",  # vitis_hls / vivado_hls on PATH, or None
+    "synthesis_report": "_resources",  # C synthesis resources and latency, when a tool is present
 }
 
 

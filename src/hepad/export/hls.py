@@ -46,8 +46,7 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +54,7 @@ import numpy as np
 
 from .._atomic import atomic_dir
 from ..errors import ConfigError, DependencyError, HepadError
+from ._network import _host_inputs, _Plan, _post, fpga_network
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +62,8 @@ __all__ = [
     "HLSModel",
     "export_hls",
     "fpga_network",
-    "precision_scan",
     "DEFAULT_PRECISION",
     "DEFAULT_INPUT_PRECISION",
-    "SCAN_PRECISIONS",
 ]
 
 DEFAULT_PRECISION = "ap_fixed<16,6>"
@@ -74,11 +72,6 @@ DEFAULT_PRECISION = "ap_fixed<16,6>"
 DEFAULT_INPUT_PRECISION = "ap_fixed<18,13>"
 #: Bit budget of each automatically sized type (``precision="auto"``).
 DEFAULT_TOTAL_BITS = 16
-#: Uniform precisions for :func:`precision_scan` (``precisions=``): integer bits 6, total bits varied.
-SCAN_PRECISIONS = tuple(f"ap_fixed<{w},6>" for w in (8, 10, 12, 14, 16, 18, 20, 24))
-#: Default bit budgets of :func:`precision_scan` (per-layer types sized on the data).
-SCAN_TOTAL_BITS = (8, 10, 12, 14, 16, 18, 20)
-_SUPPORTED_KINDS = ("recon", "mu2", "svdd")
 _PRECISION_RE = re.compile(r"^ap_(u?)fixed<\s*(\d+)\s*,\s*(-?\d+)\s*(,.*)?>$")
 
 
@@ -140,193 +133,6 @@ def _quiet() -> Iterator[None]:
             log.debug("hls4ml: %s", text)
 
 
-# ---------------------------------------------------------------------- network surgery
-@dataclass
-class _Plan:
-    """The FPGA network and what the host does before and after it."""
-
-    net: Any  # nn.Sequential
-    kind: str
-    folded: bool
-    preprocessor: Any  # hepad.preprocessing.Preprocessor
-    mask_padding: bool
-    center: np.ndarray | None = None
-
-
-def _flat_layers(seq: Any) -> list[Any]:
-    from torch import nn
-
-    out: list[Any] = []
-    for layer in seq:
-        if isinstance(layer, nn.Sequential):
-            out.extend(_flat_layers(layer))
-        else:
-            out.append(layer)
-    return out
-
-
-def _fold_batchnorm(layers: list[Any]) -> list[Any]:
-    """Linear -> BatchNorm1d pairs become one Linear (eval statistics); Dropout is removed."""
-    import torch
-    from torch import nn
-
-    out: list[Any] = []
-    for layer in layers:
-        if isinstance(layer, nn.Dropout):
-            continue
-        if isinstance(layer, nn.BatchNorm1d):
-            if not out or not isinstance(out[-1], nn.Linear):
-                raise ConfigError("hls export: a BatchNorm1d that does not follow a Linear layer cannot be folded.")
-            lin = out[-1]
-            std = torch.sqrt(layer.running_var + layer.eps)
-            gamma = layer.weight if layer.affine else torch.ones_like(std)
-            beta = layer.bias if layer.affine else torch.zeros_like(std)
-            k = gamma / std
-            new = nn.Linear(lin.in_features, lin.out_features, bias=True)
-            with torch.no_grad():
-                new.weight.copy_(lin.weight * k[:, None])
-                b = lin.bias if lin.bias is not None else torch.zeros_like(std)
-                new.bias.copy_((b - layer.running_mean) * k + beta)
-            out[-1] = new
-            continue
-        out.append(layer)
-    return out
-
-
-def _fold_scaling(first: Any, pre: Any) -> Any:
-    """A Linear on raw inputs equal to ``first(((x[:, keep]) - offset) / scale)``."""
-    import torch
-    from torch import nn
-
-    keep = np.asarray(pre.keep_columns_, dtype=np.int64)
-    offset = np.asarray(pre.offset_, dtype=np.float64)
-    scale = np.asarray(pre.scale_, dtype=np.float64)
-    w = first.weight.detach().double().numpy()  # (out, F_kept)
-    b = first.bias.detach().double().numpy() if first.bias is not None else np.zeros(w.shape[0])
-    w_raw = np.zeros((w.shape[0], int(pre.n_features_in_)), dtype=np.float64)
-    w_raw[:, keep] = w / scale[None, :]
-    b_raw = b - (w / scale[None, :]) @ offset
-    new = nn.Linear(w_raw.shape[1], w_raw.shape[0], bias=True)
-    with torch.no_grad():
-        new.weight.copy_(torch.from_numpy(w_raw).float())
-        new.bias.copy_(torch.from_numpy(b_raw).float())
-    return new
-
-
-def _scaling_layer(first: Any, pre: Any) -> tuple[Any, Any]:
-    """The scaling as its own step: ``BatchNorm1d`` computing ``z = (x - offset) / scale`` on raw x.
-
-    Dropped columns (phi with ``phi='drop'``) pass through the scaling unchanged and meet zero
-    weights in the first Linear, which is widened to the raw inputs. The first Linear's weights
-    stay what training made them (O(1) on scaled inputs), whatever the inputs' spreads.
-    """
-    import torch
-    from torch import nn
-
-    n_raw = int(pre.n_features_in_)
-    keep = np.asarray(pre.keep_columns_, dtype=np.int64)
-    mean = np.zeros(n_raw)
-    std = np.ones(n_raw)
-    mean[keep] = np.asarray(pre.offset_, dtype=np.float64)
-    std[keep] = np.asarray(pre.scale_, dtype=np.float64)
-    bn = nn.BatchNorm1d(n_raw, eps=0.0, affine=False)
-    with torch.no_grad():
-        bn.running_mean.copy_(torch.from_numpy(mean))
-        bn.running_var.copy_(torch.from_numpy(std**2))
-    w = first.weight.detach().double().numpy()
-    w_raw = np.zeros((w.shape[0], n_raw))
-    w_raw[:, keep] = w
-    new = nn.Linear(n_raw, w.shape[0], bias=True)
-    with torch.no_grad():
-        new.weight.copy_(torch.from_numpy(w_raw).float())
-        new.bias.copy_(first.bias.detach() if first.bias is not None else torch.zeros(w.shape[0]))
-    return bn.eval(), new
-
-
-def fpga_network(detector: Any, *, fold_preprocessing: bool = True, scaling: str = "layer") -> _Plan:
-    """The plain layer stack that goes on the FPGA for a fitted torch detector, and its host steps.
-
-    Returns a plan whose ``net`` (``nn.Sequential`` of Linear and activation layers) maps raw
-    inputs (``fold_preprocessing``) or scaled inputs to the network output of the score
-    (see the module docstring). With raw inputs the scaling is its own first layer
-    (``scaling="layer"``, the default) or folded into the first Linear's weights
-    (``scaling="fold"``: exact in float, but weights grow as 1/spread and one fixed-point type
-    cannot hold them when the spreads differ by orders of magnitude; kept for comparison).
-    """
-    if scaling not in ("layer", "fold"):
-        raise ConfigError(f"scaling {scaling!r}: use 'layer' (the scaling as its own step) or 'fold'.")
-    from torch import nn
-
-    if not callable(getattr(detector, "export_module", None)):
-        raise ConfigError(
-            f"{getattr(detector, 'name', type(detector).__name__)}: only torch detectors export to hls4ml."
-        )
-    detector._check_fitted()
-    # A quantisation-aware detector hands over its plain Linear/ReLU network (hepad.detectors.quantized).
-    module = getattr(detector, "fpga_module", detector.export_module)().eval()
-    kind = getattr(module, "kind", None)
-    if kind not in _SUPPORTED_KINDS:
-        raise ConfigError(
-            f"{detector.name}: the {kind!r} score has no hls4ml export; use one of "
-            f"{', '.join(_SUPPORTED_KINDS)} (e.g. vae with score='mu2' or 'recon')."
-        )
-    pre_t = module.pre
-    pre = detector.preprocessor_
-    net = module.net
-    layers = _flat_layers(net.encoder)
-    if kind == "recon":
-        layers += _flat_layers(net.decoder)
-    layers = _fold_batchnorm(layers)
-    if fold_preprocessing:
-        if getattr(pre_t, "use_log", False) or getattr(pre, "log_pt", False):
-            raise ConfigError(
-                f"{detector.name}: log(1+pT) preprocessing is not affine and cannot be folded into the "
-                "first layer; export with fold_preprocessing=False (--inputs-scaled): the inputs then "
-                "arrive scaled."
-            )
-        if not isinstance(layers[0], nn.Linear):
-            raise ConfigError(f"{detector.name}: the network does not start with a Linear layer; cannot fold the scaling.")
-        if scaling == "fold":
-            layers[0] = _fold_scaling(layers[0], pre)
-        else:
-            layers[0:1] = list(_scaling_layer(layers[0], pre))
-    center = None
-    if kind == "svdd":
-        center = net.center.detach().double().numpy().copy()
-    seq = nn.Sequential(*layers).eval()
-    return _Plan(
-        net=seq,
-        kind=kind,
-        folded=fold_preprocessing,
-        preprocessor=pre,
-        mask_padding=bool(getattr(pre_t, "mask_padding", False)),
-        center=center,
-    )
-
-
-def _host_inputs(plan: _Plan, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(FPGA input, scaled inputs z, padding mask) for raw events X (N, F_in)."""
-    pre = plan.preprocessor
-    z = pre.transform(X).astype(np.float64)
-    mask = pre.padding_mask(X).astype(np.float64) if plan.mask_padding else np.ones_like(z)
-    if plan.mask_padding:
-        z_empty = pre.transform(np.zeros((1, X.shape[1]), dtype=np.float32))[0].astype(np.float64)
-        z = np.where(mask > 0, z, z_empty)
-    fpga_in = X if plan.folded else z.astype(np.float32)
-    return np.ascontiguousarray(fpga_in, dtype=np.float32), z, mask
-
-
-def _post(plan: _Plan, out: np.ndarray, z: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    out = np.asarray(out, dtype=np.float64).reshape(len(z), -1)
-    if plan.kind == "mu2":
-        s = (out**2).sum(axis=1)
-    elif plan.kind == "svdd":
-        s = ((out - plan.center) ** 2).sum(axis=1)
-    else:
-        s = (((out - z) ** 2) * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1.0)
-    return s.astype(np.float32)
-
-
 # ---------------------------------------------------------------------- the model wrapper
 class HLSModel:
     """An hls4ml project of a detector with its compiled C simulation.
@@ -368,7 +174,7 @@ class HLSModel:
         """The threshold of the quantised model: its own background scores cut at the target fraction."""
         from ..detectors.base import as_features
         from ..metrics import threshold_at_fpr
-        from ..trigger._stats import score_quantiles
+        from ..thresholds import score_quantiles
 
         Xb = as_features(data, "data")
         emu = self.predict(Xb).astype(np.float64)
@@ -724,110 +530,3 @@ def _conversion_hint(name: str, exc: Exception) -> str:
 
 
 # ---------------------------------------------------------------------- precision scan
-def precision_scan(
-    detector: Any,
-    background: Any,
-    signals: Mapping[str, Any],
-    work_dir: str | os.PathLike[str],
-    *,
-    total_bits: Sequence[int] = SCAN_TOTAL_BITS,
-    precisions: Sequence[str] | None = None,
-    data: Any = None,
-    reuse_factor: int = 1,
-    fold_preprocessing: bool = True,
-    fpr: float = 1e-4,
-    progress: Any = None,
-) -> list[dict[str, Any]]:
-    """Score background and signals at several bit budgets and compare with float.
-
-    By default each design has per-layer types sized on ``data`` (default: ``background``) at
-    ``total_bits`` W = 8 ... 20 (``precision="auto"``); with ``precisions`` each design has one
-    type for every layer instead. For each design and signal: ROC AUC and TPR at ``fpr`` (each
-    model cut on its own background scores), their loss relative to float, the score
-    correlation on background and the resource estimate.
-
-    Parameters
-    ----------
-    detector : BaseDetector
-        A fitted torch detector.
-    background, signals : events
-        Background events and ``{name: events}`` signals (EventSet or arrays).
-    work_dir : path-like
-        Where the hls4ml projects are written (one sub-directory per design).
-    total_bits : sequence of int
-        Bit budgets of the automatic types.
-    precisions : sequence of str, optional
-        Uniform fixed-point types to scan instead (e.g. ``ap_fixed<W,6>``).
-    data : events, optional
-        Background that sizes the automatic types (default: ``background``).
-    fpr : float
-        Background efficiency of the TPR working point (the trigger's target accept fraction).
-    progress : callable, optional
-        ``progress(i, n, label)`` after each design.
-
-    Returns
-    -------
-    list of dict
-        One row per (design, signal): ``precision``, ``total_bits``, ``signal``, ``auc``,
-        ``auc_float``, ``auc_loss``, ``tpr``, ``tpr_float``, ``tpr_loss``, ``fpr``, ``corr``,
-        ``dsp``, ``lut``, ``latency_cycles``.
-    """
-    from ..detectors.base import as_features
-
-    Xb = as_features(background, "background")
-    Xs = {name: as_features(x, name) for name, x in signals.items()}
-    sizing = Xb if data is None else as_features(data, "data")
-    float_b = detector.score_samples(Xb).astype(np.float64)
-    float_s = {n: detector.score_samples(x).astype(np.float64) for n, x in Xs.items()}
-    designs: list[tuple[str, int, dict]] = []
-    if precisions:
-        for prec in precisions:
-            designs.append((prec, _parse_precision(prec)[0], dict(precision=prec)))
-    else:
-        for w in total_bits:
-            designs.append((f"auto<{int(w)}>", int(w), dict(precision="auto", total_bits=int(w), data=sizing,
-                                                            signals=Xs)))
-    rows: list[dict[str, Any]] = []
-    work = Path(work_dir)
-    for i, (label, width, kwargs) in enumerate(designs):
-        tag = re.sub(r"[^0-9a-z]+", "_", label.lower()).strip("_")
-        model = export_hls(detector, work / tag, reuse_factor=reuse_factor, fold_preprocessing=fold_preprocessing,
-                           target_fraction=fpr if "data" in kwargs else None, **kwargs)
-        hb = model.predict(Xb).astype(np.float64)
-        corr = float(np.corrcoef(hb, float_b)[0, 1]) if np.std(hb) > 0 else float("nan")
-        est = model.estimate
-        for name, xs in Xs.items():
-            hs = model.predict(xs).astype(np.float64)
-            auc_f, tpr_f = _auc_tpr(float_b, float_s[name], fpr)
-            auc_h, tpr_h = _auc_tpr(hb, hs, fpr)
-            rows.append(dict(precision=label, total_bits=width, signal=name, auc=auc_h, auc_float=auc_f,
-                             auc_loss=auc_f - auc_h, tpr=tpr_h, tpr_float=tpr_f, tpr_loss=tpr_f - tpr_h,
-                             fpr=fpr, corr=corr, dsp=est.dsp, lut=est.lut, latency_cycles=est.latency_cycles))
-        if progress is not None:
-            progress(i + 1, len(designs), label)
-    return rows
-
-
-def _auc_tpr(bkg: np.ndarray, sig: np.ndarray, fpr: float) -> tuple[float, float]:
-    from ..metrics import roc_auc, threshold_at_fpr
-
-    y = np.r_[np.zeros(len(bkg)), np.ones(len(sig))]
-    auc = roc_auc(y, np.r_[bkg, sig])
-    cut = threshold_at_fpr(bkg, fpr)[0]
-    return float(auc), float((sig > cut).mean())
-
-
-def plot_precision_scan(rows: Sequence[Mapping[str, Any]], ax: Any = None, metric: str = "auc_loss") -> Any:
-    """Plot ``metric`` (``auc_loss`` or ``tpr_loss``) against total bits, one line per signal."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots()
-    for name in sorted({r["signal"] for r in rows}):
-        pts = sorted((r["total_bits"], r[metric]) for r in rows if r["signal"] == name)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
-    ax.axhline(0.0, color="grey", lw=0.8)
-    ax.set_xlabel("total bits per type W [bits]")
-    ax.set_ylabel({"auc_loss": "AUC loss vs float [AUC units]", "tpr_loss": "TPR loss vs float [efficiency]"}.get(metric, metric))
-    ax.legend()
-    return ax

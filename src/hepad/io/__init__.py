@@ -17,13 +17,14 @@ from ._dispatch import (
     read_events,
     write_events,
 )
-from ._summary import summarize
+from ._summary import hdf5_keys_to_inspect, summarize
 
 __all__ = [
     "FORMATS",
     "WRITE_FORMATS",
     "count_events",
     "detect_format",
+    "hdf5_keys_to_inspect",
     "iter_events",
     "list_keys",
     "read_events",

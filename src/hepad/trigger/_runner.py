@@ -18,7 +18,7 @@ import numpy as np
 
 from .._atomic import atomic_path
 from ..errors import ConfigError, HepadError
-from ..metrics import COLLISION_RATE_HZ
+from ..rates import COLLISION_RATE_HZ
 from ._stats import AcceptRateMonitor, LatencyHistogram, RunningStats, WindowQuantileTracker
 from ._writer import AcceptedWriter
 from .sources import Batch, Source, parse_source
@@ -208,7 +208,7 @@ def run_trigger(
     drain_timeout_s : float
         On a stop, how long to keep taking messages that are already in flight.
     calibration : dict, optional
-        Background score quantiles (:func:`hepad.trigger._stats.score_quantiles`) for the first
+        Background score quantiles (:func:`hepad.thresholds.score_quantiles`) for the first
         cut. Default: those stored with the model (``background_quantiles_`` of a detector, its
         model directory's ``thresholds.json``, or an ONNX export's metadata). With them the cut
         starts at the target rate and the rate is held from the first event; without, the
