@@ -300,7 +300,7 @@ def test_check_output_rules(tmp_path):
     with pytest.raises(OutputError, match="exists; pass --force"):
         check_output(f)
     assert check_output(f, force=True) == f
-    with pytest.raises(OutputError, match="exists; pass --force to write into it"):
+    with pytest.raises(OutputError, match=r"exists; pass --force \(force=True in Python\) to write into it"):
         check_output(d, kind="dir")
     assert check_output(tmp_path / "new" / "deep" / "x.h5") == tmp_path / "new" / "deep" / "x.h5"
     assert not (tmp_path / "new").exists()  # checking creates nothing

@@ -132,7 +132,7 @@ def check_output(
         non_empty = kind == "file" or any(p.iterdir())
         if non_empty and not force:
             verb = "replace it" if kind == "file" or model else "write into it"
-            raise OutputError(f"{p}: exists; pass --force to {verb}.")
+            raise OutputError(f"{p}: exists; pass --force (force=True in Python) to {verb}.")
         why = _unwritable(p if kind == "dir" else p.parent)
         if why:
             raise OutputError(f"{p}: cannot be written ({why}); choose a writable path.")

@@ -225,7 +225,7 @@ def download_file(
             return target
         raise InputError(
             f"{target}: exists but does not match Zenodo record {remote.record} "
-            f"(size or checksum); pass --force to replace it."
+            f"(size or checksum); pass --force (force=True in Python) to replace it."
         )
     part = target.with_name(f".{target.name}.part")
     done = part.stat().st_size if part.exists() else 0
@@ -371,7 +371,7 @@ def prepare_adc2021(
             if _stamp(target) == stamp:
                 continue
             if not force:
-                raise InputError(f"{target}: exists and was not made from {src.name}; pass --force to replace it.")
+                raise InputError(f"{target}: exists and was not made from {src.name}; pass --force (force=True in Python) to replace it.")
 
         def chunks(src=src, rng=rng, label=label, stem=stem, stamp=stamp):
             import numpy as np

@@ -82,7 +82,7 @@ def load_samples(
             raise ConfigError(f"{BACKGROUND_NAME!r} is reserved for the background; rename that signal.")
         out[name] = as_events(sample, f"signal {name}", max_events)
     if not out:
-        raise ConfigError("Give at least one signal sample (--signal NAME=FILE).")
+        raise ConfigError("Give at least one signal sample (--signal NAME=FILE; signals= in Python).")
     return bkg, out
 
 

@@ -87,13 +87,14 @@ class ParityReport:
             where = (f"layer {worst.name} ({worst.kind}) saturates: {100 * worst.saturated_fraction:.2g}% of its "
                      f"values exceed +-{worst.limit:g} of {worst.type} (max {worst.max_abs:.3g}); give it "
                      f"{max(1, math.ceil(math.log2(worst.max_abs / worst.limit)) + 1)} more integer bits: "
-                     "export with --precision auto --data BKG.h5 (types sized on the events) or --headroom-bits 2")
+                     "export with --precision auto --data BKG.h5 (types sized on the events; precision='auto', "
+                     "data= in Python) or --headroom-bits 2")
         elif worst is not None:
             where = (f"no layer saturates, so rounding dominates, coarsest at layer {worst.name} ({worst.kind}, "
-                     f"{worst.type}, {worst.frac_bits} fractional bits): raise --total-bits"
+                     f"{worst.type}, {worst.frac_bits} fractional bits): raise --total-bits (total_bits= in Python)"
                      + (f" above {total_bits}" if total_bits else ""))
         else:
-            where = "raise --total-bits"
+            where = "raise --total-bits (total_bits= in Python)"
         raise HLSParityError(f"hls export{' at ' + precision if precision else ''}: " + "; ".join(problems)
                              + f"; {where}.")
 

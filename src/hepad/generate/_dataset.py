@@ -32,8 +32,9 @@ _SIGNALS = ("ato4l.h5", "lq-btau.h5", "h0-tautau.h5", "hplus-taunu.h5")
 
 #: Accepted events per file. ``demo`` is shipped in ``examples/demo-data/`` and used by ``make demo``.
 DATASET_SIZES: dict[str, dict[str, int]] = {
-    # demo: 10,000 SM test events resolve FPR 1e-3 (10 events above the threshold).
-    "demo": {"sm_train.h5": 4_000, "sm_val.h5": 1_000, "sm_test.h5": 10_000,
+    # demo: FPR 1e-3 needs 10,000 *effective* test events (10 above the threshold); the SM mix's
+    # QCD weights (1.5-2.5) cost about 0.7 %, so 10,500 accepted events give about 10,430.
+    "demo": {"sm_train.h5": 4_000, "sm_val.h5": 1_000, "sm_test.h5": 10_500,
              "ato4l.h5": 400, "lq-btau.h5": 400, "h0-tautau.h5": 400, "hplus-taunu.h5": 400},
     # tiny serves the test suite (and CI, 2 cores): the slow tau signals are kept smallest.
     "tiny": {"sm_train.h5": 400, "sm_val.h5": 200, "sm_test.h5": 200,

@@ -199,7 +199,7 @@ def resolve_components(process: str | None, n_events: int, card: str | os.PathLi
         lines = tuple(_pythia.read_card(card))
         return label, [Component(label, str(card), lines, n_events, None)]
     if process is None:
-        raise GenerationError("no process given: name one from the catalogue or pass --card FILE.cmnd.")
+        raise GenerationError("no process given: name one from the catalogue or pass a card (--card FILE.cmnd; card= in Python).")
     if process == "sm-mix":
         counts = split_counts(n_events, SM_MIX)
         comps = []
