@@ -7,6 +7,7 @@ importing this package imports no detector module, no torch and no scikit-learn.
 from .registry import (
     DEFAULT_DETECTOR,
     PRESETS,
+    TRIGGER_DETECTOR,
     available_detectors,
     describe_detectors,
     get_detector_class,
@@ -18,6 +19,7 @@ from .registry import (
 __all__ = [
     "DEFAULT_DETECTOR",
     "PRESETS",
+    "TRIGGER_DETECTOR",
     "available_detectors",
     "describe_detectors",
     "get_detector_class",
