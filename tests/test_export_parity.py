@@ -106,11 +106,12 @@ def tiny_events(tiny_dataset):
 
 @pytest.fixture(scope="module")
 def tiny_hls(tiny_events, tmp_path_factory):
-    """The trigger default (ae) trained on tiny and exported at the default settings: one compile."""
+    """The trigger default trained on tiny and exported at the default settings: one compile."""
     import hepad
+    from hepad.detectors import TRIGGER_DETECTOR
     from hepad.export import export_hls
 
-    det = hepad.make_detector("ae", epochs=30, batch_size=64, n_threads=1, random_state=0)
+    det = hepad.make_detector(TRIGGER_DETECTOR, epochs=30, batch_size=64, n_threads=1, random_state=0)
     det.fit(tiny_events["sm_train"], X_val=tiny_events["sm_val"])
     sigs = {n: tiny_events[n] for n in SIGNALS}
     hm = export_hls(det, tmp_path_factory.mktemp("hls") / "prj", data=tiny_events["sm_val"], signals=sigs,
