@@ -140,7 +140,15 @@ class EventSet:
                 f"{self.source}: flat57 needs the ADC2021 object layout; these are flat features "
                 f"({self.data.shape[1]} columns). Use .features instead."
             )
-        return np.ascontiguousarray(self.data[:, :, :3].reshape(len(self), L.N_FLAT))
+        # One strided copy per column: numpy copies a (N, 19, 3) view with a 3-element inner
+        # loop at a third of the speed (same values, bit for bit).
+        n = len(self)
+        objects = self.data.reshape(n * L.N_SLOTS, L.N_COLUMNS)
+        out = np.empty((n, L.N_FLAT), dtype=self.data.dtype)
+        flat = out.reshape(n * L.N_SLOTS, 3)
+        for c in range(3):
+            flat[:, c] = objects[:, c]
+        return out
 
     @property
     def features(self) -> np.ndarray:
