@@ -183,3 +183,55 @@ def test_errors_are_hepad_errors_with_one_line(tmp_path):
     with pytest.raises(HepadError) as err:
         read_events(tmp_path / "missing.h5")
     assert "\n" not in str(err.value) and "missing.h5" in str(err.value)
+
+
+# ---------------------------------------------------------------------- BlockReader (what score streams)
+def _stored(path, data, **opts):
+    with h5py.File(path, "w") as f:
+        f.create_dataset("Particles", data=data, **opts)
+    return path
+
+
+@pytest.mark.parametrize("opts, inflates", [
+    (dict(chunks=(64, 19, 4), compression="gzip"), True),  # the layout hepad writes, small chunks
+    (dict(chunks=(64, 19, 4)), False),  # no filter: h5py's copy
+    (dict(chunks=(64, 19, 4), compression="gzip", shuffle=True), False),  # a filter it does not undo
+    (dict(chunks=(50, 19, 4), compression="gzip", dtype="float64"), False),  # ADC2021 Zenodo dtype
+    (dict(chunks=(64, 19, 2), compression="gzip"), False),  # chunks across columns
+    ({}, False),  # contiguous
+])
+def test_block_reader_equals_h5py_on_any_range(tmp_path, opts, inflates):
+    from hepad.io.hdf5 import BlockReader
+
+    data = make_objects(1000, seed=3).data
+    p = _stored(tmp_path / "ev.h5", data.astype(opts.pop("dtype", "float32")), **opts)
+    rng = np.random.default_rng(0)
+    ranges = [(0, 1000), (0, 64), (63, 65), (999, 1000), (640, 1000), (5, 5)]
+    ranges += [tuple(sorted(rng.integers(0, 1001, 2))) for _ in range(20)]
+    with BlockReader(p) as r, h5py.File(p) as f:
+        assert r._inflate is inflates and r.n_events == 1000
+        for lo, hi in ranges:
+            got = r.read(lo, hi)
+            assert got.dtype == np.float32 and np.array_equal(got, f["Particles"][lo:hi].astype(np.float32)), (lo, hi)
+        ev = r.events(100, 300)
+        assert ev.source == str(p) and np.array_equal(ev.data, data[100:300])
+
+
+def test_block_reader_fills_unwritten_chunks_and_names_a_corrupt_one(tmp_path):
+    from hepad.io.hdf5 import BlockReader
+
+    data = make_objects(300, seed=4).data
+    p = tmp_path / "partial.h5"
+    with h5py.File(p, "w") as f:  # rows 100-199 never written: no chunk is stored for them
+        ds = f.create_dataset("Particles", shape=(300, 19, 4), dtype="float32", chunks=(100, 19, 4), compression="gzip")
+        ds[:100], ds[200:] = data[:100], data[200:]
+    with BlockReader(p) as r, h5py.File(p) as f:
+        assert r._inflate and np.array_equal(r.read(50, 250), f["Particles"][50:250])
+        offset = f["Particles"].id.get_chunk_info_by_coord((200, 0, 0)).byte_offset
+    raw = bytearray(p.read_bytes())
+    raw[offset + 20 : offset + 60] = b"\x00" * 40  # damage the deflate stream of the last chunk
+    p.write_bytes(bytes(raw))
+    with BlockReader(p) as r:
+        assert np.array_equal(r.read(0, 100), data[:100])
+        with pytest.raises(FormatError, match=r"partial\.h5: cannot read events 0-300"):
+            r.read(0, 300)

@@ -484,6 +484,7 @@ class BlockReader:
                 f"{self.path}: cannot read events {start}-{stop} of dataset {self.key!r} "
                 f"({exc.__class__.__name__}: {str(exc)[:200]}); the file may be truncated or corrupt."
             ) from None
+        data = data.astype(np.float32, copy=False)  # as EventSet would convert it
         return _with_types(data) if self._typeless else data
 
     def events(self, start: int, stop: int) -> EventSet:
