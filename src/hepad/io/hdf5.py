@@ -462,10 +462,19 @@ class BlockReader:
         return np.frombuffer(raw, dtype="<f4").reshape((self.chunk_rows,) + tuple(ds.shape[1:]))
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        """Rows ``start <= i < stop`` (clipped to the dataset) as float32, unvalidated."""
+        """Rows ``start <= i < stop`` (clipped to the dataset) as float32, unvalidated.
+
+        Rows inside one gzip chunk come back as a read-only view of its inflated bytes (no copy).
+        """
         start, stop = clamp_range((start, stop), self.n_events)
         try:
             if self._inflate and stop > start:
+                c = self.chunk_rows
+                first = start - start % c
+                if stop <= first + c:  # inside one stored chunk: a view of the inflated bytes
+                    chunk = self._chunk(first)
+                    if chunk is not None:
+                        return chunk[start - first : stop - first]
                 out = np.empty((stop - start,) + tuple(self._ds.shape[1:]), dtype=np.float32)
                 c = self.chunk_rows
                 for lo in range(start - start % c, stop, c):
