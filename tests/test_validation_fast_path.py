@@ -39,3 +39,16 @@ def test_valid_events_take_the_fast_path(events):
     bad = flat.data.copy()
     bad[1, 5] = np.nan
     assert not EventSet(data=bad, feature_names=flat.feature_names)._all_valid()
+
+
+@pytest.mark.parametrize("n", [1, 3, 67, 400, 3001])
+def test_one_sweep_column_extremes_equal_plain_reductions(events, n):
+    """The tiled min/max (both per L2-sized tile) equals numpy's reductions, remainder rows and NaN included."""
+    from hepad.events import _column_extremes
+
+    d = np.resize(events.data, (n, 19, 4)).copy()
+    lo, hi = _column_extremes(d, tile_rows=2)
+    assert np.array_equal(lo, d.reshape(-1, 4).min(axis=0)) and np.array_equal(hi, d.reshape(-1, 4).max(axis=0))
+    d[n // 2, 18, 1] = np.nan
+    lo, hi = _column_extremes(d, tile_rows=2)
+    assert np.isnan(lo[1]) and np.isnan(hi[1]) and np.isfinite(lo[[0, 2, 3]]).all()
