@@ -90,8 +90,9 @@ __all__ = [
 #: cluster (5-40 s) and shipping the model cost more than the extra processes win over one
 #: multi-threaded engine with reader threads in this process. ``benchmarks/inference.py --e2e``
 #: measures the crossover ("local-cluster crossover"); on the 2-core development machine it
-#: was not reached up to 2 M events (a cluster took 37-45 s to start under load, in-process
-#: scoring ran at 0.3 M events/s), so the value is the estimate for a quiet many-core node.
+#: was not reached up to 2 M events (a 2-worker cluster took 25-29 s to start under load,
+#: in-process scoring of 2 M events took 2.3-2.8 s), so the value is the estimate for a quiet
+#: many-core node.
 LOCAL_CLUSTER_MIN_EVENTS_PER_CORE = 2_000_000
 _PART_FORMAT = "hepad-score-part/1"
 _OUTPUT_FORMAT = "hepad-scores/1"
