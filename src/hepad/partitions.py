@@ -9,10 +9,12 @@ The one execution layer under :func:`hepad.scoring.score_files` (which writes ev
    exported ``.onnx`` file) into a :class:`ModelPayload` of bytes, sent to every Dask worker
    once; :func:`load_payload` rebuilds it there (checking its SHA-256) into a scorer, cached
    per process.
-3. *Run.* :func:`run_partitions` scores every partition (:func:`score_partition`: the rows
-   stream in chunks sized from the working-memory budget, the next chunk read in a background
-   thread while the current one is scored) in this process, or on a Dask client, and hands
-   each result to ``on_result`` in the client.
+3. *Run.* :func:`run_partitions` scores every partition in this process (one read-ahead
+   pipeline over the blocks of consecutive partitions: the next blocks read, validated and laid
+   out in a background thread while the current one is scored; blocks of
+   :data:`SCORE_BLOCK_ROWS` within the working-memory budget) or on a Dask client
+   (:func:`score_partition` per task, the same pipeline within it), and hands each result to
+   ``on_result`` in the client.
 4. *Reduce.* ``reduce(scores, *reduce_args)`` runs where the partition was scored, so only
    what the caller needs (all scores, or a histogram) comes back.
 """

@@ -242,8 +242,9 @@ def score_files(
     format, key : str, optional
         Input format and HDF5 dataset / ROOT tree, as for :func:`hepad.read_events`.
     chunk_size : int, optional
-        Events read and scored at once inside a partition (default: from the working-memory
-        budget, :func:`hepad.partitions.read_chunk_rows`).
+        Events read and scored at once inside a partition (default: one cache-sized block,
+        :data:`hepad.partitions.SCORE_BLOCK_ROWS`, within the working-memory budget,
+        :func:`hepad.partitions.read_chunk_rows`).
     partition_size : int
         Events per partition: the unit of scheduling, retry and resume.
     engine : {"auto", "onnx", "torch", "native"}

@@ -26,7 +26,7 @@ def score_cmd(
         help="0: score in this process; K: a local Dask cluster of K processes. Default: in this process, unless the input is large enough for a local cluster to pay off.",
     ),
     chunk_size: Optional[int] = typer.Option(
-        None, "--chunk-size", min=1, help="Events read and scored at once (default: from the 256 MiB working-memory budget, HEPAD_WORKING_MEMORY_MIB)."
+        None, "--chunk-size", min=1, help="Events read and scored at once (default: 16,384, whole HDF5 chunks, within the 256 MiB working-memory budget, HEPAD_WORKING_MEMORY_MIB)."
     ),
     partition_size: int = typer.Option(
         250_000, "--partition-size", min=1, help="Events per partition: the unit of scheduling, retry and resume."
