@@ -172,3 +172,19 @@ def test_api_train_supervised_labels_from_signal(toy_bkg, toy_bkg_val, toy_sig):
     # the cut was set on background only: about 1% of the training background passes
     assert det.predict(toy_bkg).mean() == pytest.approx(0.01, abs=0.002)
     assert det.score_samples(toy_sig).mean() > det.score_samples(toy_bkg_val).mean()
+
+
+def test_metrics_table_is_not_cut_in_a_pipe(monkeypatch, capsys):
+    # `make demo | tee log` once showed "TPR@1e…" and "0.738±0.…": a pipe must get whole cells.
+    from hepad.cli import print_table
+
+    monkeypatch.setenv("COLUMNS", "80")
+    row = {"detector": "axol1tl-like", "signal": "hplus-taunu", "auc": 0.738, "auc_err": 0.012,
+           "max_sic": 1.5, "time_per_event_us": 6.6}
+    for f, v in (("1e-3", 0.005), ("1e-4", 0.0), ("1e-5", 0.0)):
+        row[f"tpr@{f}"], row[f"tpr@{f}_resolved"] = v, f == "1e-3"
+    print_table([row], (1e-3, 1e-4, 1e-5), title="t")
+    out = capsys.readouterr().out
+    assert "…" not in out
+    for text in ("axol1tl-like", "hplus-taunu", "0.738±0.012", "TPR@1e-5", "0.000*", "µs/evt"):
+        assert text in out, text
