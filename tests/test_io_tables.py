@@ -63,6 +63,20 @@ def test_csv_nan_inf_and_missing_cells(tmp_path):
     np.testing.assert_array_equal(ev.data, [[1, 2], [6, 7]])
 
 
+def test_csv_value_beyond_float32_is_named_not_just_inf(tmp_path):
+    # 1e39 fits a CSV and float64 but not the float32 events are kept in: it must not pass, and
+    # the message must say why a finite number counts as inf (and numpy must not warn).
+    import warnings
+
+    (tmp_path / "big.csv").write_text("a,b\n1,2\n3,1e39\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InvalidValuesError, match=r"1 of 2 events.*1 inf; a number beyond float32's range"):
+            read_events(tmp_path / "big.csv")
+        ev = read_events(tmp_path / "big.csv", drop_invalid=True)
+    np.testing.assert_array_equal(ev.data, [[1, 2]])
+
+
 def test_csv_label_and_weight_columns_are_not_features(tmp_path):
     (tmp_path / "l.csv").write_text("x,label,weight\n1,0,0.5\n2,1,2.0\n")
     ev = read_events(tmp_path / "l.csv")

@@ -217,7 +217,8 @@ class EventSet:
         bad = ~finite.all(axis=1)
         if bad.any():
             out.append(("with NaN or inf values", bad,
-                        f"{int(np.isnan(flat).sum())} NaN, {int(np.isinf(flat).sum())} inf"))
+                        f"{int(np.isnan(flat).sum())} NaN, {int(np.isinf(flat).sum())} inf"
+                        + ("; a number beyond float32's range, |x| > 3.4e38, reads as inf" if np.isinf(flat).any() else "")))
         with np.errstate(invalid="ignore"):
             if self.is_objects:
                 d = self.data

@@ -177,7 +177,8 @@ def _as_float(arr: pa.ChunkedArray | pa.Array) -> np.ndarray:
     out = pc.cast(arr, pa.float64(), safe=False)
     if isinstance(out, pa.ChunkedArray):
         out = out.combine_chunks() if out.num_chunks != 1 else out.chunk(0)
-    return out.to_numpy(zero_copy_only=False).astype(np.float32)
+    with np.errstate(over="ignore"):  # |x| > 3.4e38 becomes inf, and validation names it
+        return out.to_numpy(zero_copy_only=False).astype(np.float32)
 
 
 def rebatch(
