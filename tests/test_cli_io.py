@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import h5py
@@ -12,22 +11,10 @@ import numpy as np
 import pytest
 
 import hepad
-from hepad.cli import run
 from hepad.features import dilepton_features
+from _cli import cli_run as hepad_cli
 
 REAL = Path(os.environ.get("HEPAD_REAL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "real"))
-
-
-def hepad_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run the console entry point in-process; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["hepad", *map(str, args)])
-    code = 0
-    try:
-        run()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _objects(n: int) -> hepad.EventSet:

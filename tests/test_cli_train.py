@@ -10,10 +10,10 @@ import pytest
 
 import hepad
 import hepad.cli
-from hepad.cli import run
 from hepad.detectors.base import available_detectors
 from hepad.errors import ConfigError
 from hepad.io import write_events
+from _cli import cli_run as cli
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -31,18 +31,6 @@ def files(tmp_path_factory, toy_bkg, toy_bkg_val, toy_sig):
     write_events(toy_bkg_val, d / "val.h5")
     write_events(toy_sig, d / "sig.h5")
     return d
-
-
-def cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run the console entry point in-process; return (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["hepad", *map(str, args)])
-    code = 0
-    try:
-        run()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_train_iforest_writes_a_model(monkeypatch, capsys, files, tmp_path, toy_bkg_val):
@@ -132,15 +120,11 @@ def test_detectors_listing_fast_path_matches_typer_and_keeps_names(monkeypatch, 
         fast = hepad.cli.main(args), capsys.readouterr().out
         slow = typer_main(args), capsys.readouterr().out
         assert fast == slow, args
-    lines = slow_lines(monkeypatch, capsys)
+    assert hepad.cli.main(["detectors"]) == 0
+    lines = capsys.readouterr().out.splitlines()
     assert all(len(ln) <= 80 for ln in lines)
     listed = {ln.split("│")[1].strip() for ln in lines if ln.count("│") >= 3}
     assert listed == set(available_detectors())
-
-
-def slow_lines(monkeypatch, capsys):
-    assert hepad.cli.main(["detectors"]) == 0
-    return capsys.readouterr().out.splitlines()
 
 
 def test_cli_startup_imports_nothing_heavy():

@@ -9,7 +9,6 @@ import warnings
 import typer
 from rich.console import Console
 
-from .._version import __version__
 
 def format_number(value: float) -> str:
     """One way to show a number in help: 1000, 0.5, 1e-4, 40e6 (never 40000000.0)."""
@@ -206,7 +205,9 @@ def flush_warnings(show: bool = True) -> None:
 
 def _version_callback(value: bool) -> None:
     if value:
-        typer.echo(f"hepad {__version__}")
+        from ._listing import print_version
+
+        print_version()
         raise typer.Exit()
 
 

@@ -46,15 +46,11 @@ def print_table(rows: list[dict[str, Any]], fprs: tuple[float, ...], title: str 
         table.add_row(*cells)
     # A pipe or a log file gets the whole table (rich assumes 80 columns there and would cut the
     # numbers); a terminal gets its own width.
-    # (Console.print clamps width= to the console's own, hence the temporary width.)
-    if console.is_terminal:
-        console.print(table)
-    else:
-        saved = console._width
-        console.width = max(console.width, 160)
-        try:
-            console.print(table)
-        finally:
-            console._width = saved
+    # (Console.print clamps width= to the console's own, hence a wider console on the same file.)
+    if not console.is_terminal:
+        from rich.console import Console
+
+        console = Console(file=console.file, width=max(console.width, 160))
+    console.print(table)
     if any(not r.get(f"{fpr_key(f)}_resolved", True) for r in rows for f in fprs):
         console.print("[dim]* working point not resolved: fewer than 10/FPR background events.[/]")

@@ -30,15 +30,13 @@ from collections import deque
 
 import numpy as np
 
-from ..thresholds import cut_at_fraction, score_quantiles
+from ..thresholds import cut_at_fraction
 
 __all__ = [
     "WindowQuantileTracker",
     "RunningStats",
     "LatencyHistogram",
     "AcceptRateMonitor",
-    "score_quantiles",
-    "cut_at_fraction",
 ]
 
 
