@@ -234,3 +234,32 @@ def test_fit_resumes_from_a_checkpoint_with_more_epochs(toy_bkg, tmp_path):
         torch.testing.assert_close(b, a, rtol=0, atol=1e-6, msg=k)
     with pytest.raises(Exception, match="different model"):
         make_detector("ae", **{**params, "latent_dim": 4}).fit(X, checkpoint_dir=tmp_path, resume=True)
+
+
+def test_auto_epochs_keeps_the_optimiser_steps_of_100_epochs_on_200k():
+    from hepad.training import auto_epochs
+
+    assert auto_epochs(400) == auto_epochs(200_000) == 100
+    assert auto_epochs(400_000) == 50 and auto_epochs(1_000_000) == 20
+    assert auto_epochs(10**9) == 3 and auto_epochs(0) == 100
+    for name in ("ae", "vae", "deep-svdd", "flow", "ae-qat", "ae-trigger"):
+        assert make_detector(name).get_params()["epochs"] == "auto", name
+
+
+@pytest.mark.parametrize("name", ["ae", "flow"])
+def test_epochs_auto_trains_the_epochs_of_its_sample_size(tiny_dataset, monkeypatch, name):
+    import hepad
+    from hepad import training
+
+    X = hepad.read_events(tiny_dataset["sm_train"])
+    # A budget of 3.5 passes over the training part (90 % of X): "auto" must run 4 epochs.
+    n_fit = len(X) - round(0.1 * len(X))
+    monkeypatch.setattr(training, "AUTO_EPOCH_EVENTS", int(3.5 * n_fit))
+    det = make_detector(name, patience=None, lr_patience=None, n_threads=1).fit(X)
+    assert len(det.history_["epoch"]) == 4
+    assert det.get_params()["epochs"] == "auto"
+
+
+def test_epochs_rejects_a_word_other_than_auto(toy_bkg):
+    with pytest.raises(ConfigError, match="epochs"):
+        make_detector("ae", epochs="many").fit(toy_bkg)

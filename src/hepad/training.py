@@ -70,6 +70,25 @@ LossFn = Callable[[nn.Module, Batch], torch.Tensor]
 ProgressFn = Callable[[int, int, dict[str, Any]], None]
 
 
+#: ``epochs="auto"`` (the deep detectors' default): at most this many epochs ...
+AUTO_MAX_EPOCHS = 100
+#: ... and at most this many training events passed in all, but never fewer than AUTO_MIN_EPOCHS.
+AUTO_EPOCH_EVENTS = 20_000_000
+AUTO_MIN_EPOCHS = 3
+
+
+def auto_epochs(n_train: int) -> int:
+    """The number of epochs ``epochs="auto"`` trains on ``n_train`` events (early stopping may stop sooner).
+
+    100 up to 200,000 events; above, as many as pass 20 M events in all (20 at 1 M), never
+    fewer than 3: as many optimiser steps as 100 epochs over 200,000 events, in fewer passes
+    over a larger sample (100 passes over a million events would take a flow 40 minutes on
+    one core).
+    """
+    n = max(1, int(n_train))
+    return max(AUTO_MIN_EPOCHS, min(AUTO_MAX_EPOCHS, -(-AUTO_EPOCH_EVENTS // n)))
+
+
 class TrainingError(HepadError):
     """Training could not go on (the loss became NaN, no batches, a bad checkpoint)."""
 

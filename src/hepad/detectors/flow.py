@@ -105,7 +105,7 @@ class FlowDetector(_DeepDetector):
         hidden_layers: Sequence[int] | None = None,
         noise: float = 0.1,
         preprocessing: dict[str, Any] | None = None,
-        epochs: int = 100,
+        epochs: int | str = "auto",
         batch_size: int = 256,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,

@@ -245,7 +245,7 @@ class QATAutoEncoderDetector(AutoEncoderDetector):
         batch_norm: bool = False,
         dropout: float = 0.0,
         preprocessing: dict[str, Any] | None = None,
-        epochs: int = 100,
+        epochs: int | str = "auto",
         batch_size: int = 256,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
