@@ -89,7 +89,7 @@ def overhead(process, n):
         t1 = time.process_time()
         batch = ours.next_batch(k)
         t2 = time.process_time()
-        simulate_batch(batch, ours.particle_info, SimulationConfig(), rng, fake_model=fake)
+        simulate_batch(batch, ours.particle_info, SimulationConfig(), rng, fake_model=fake, jets_of_rejected=False)
         t3 = time.process_time()
         t_next += t1 - t0
         t_gen += t2 - t1

@@ -177,3 +177,72 @@ def test_stale_simulation_version_is_rebuilt_and_builders_share_a_lock(tmp_path,
     assert sorted(built) == ["w", "w"] or sorted(built) == ["qcd", "w"], built
     again = json.loads(h5py.File(paths["sm_val"], "r").attrs["hepad_provenance"])
     assert again["simulation_version"] == SIMULATION_VERSION
+
+
+# ------------------------------------------------------------------ fast paths = reference paths
+def test_detector_response_matches_every_table_on_every_particle():
+    """The response evaluates each table only on the particles it applies to; that must give the
+    same numbers, bit for bit, as evaluating every table on every particle and picking with
+    np.where (the formulation of the Delphes card, kept here as the reference)."""
+    from hepad.generate._simulation import (_detector_response, ecal_sigma, hcal_sigma, track_resolution,
+                                            tracking_efficiency)
+
+    rng = np.random.default_rng(4)
+    n = 20000
+    pid = rng.choice([11, -11, 13, -13, 22, 211, -211, 321, 130, 2112, 2212], size=n)
+    charge = np.where(np.isin(np.abs(pid), [22, 130, 2112]), 0.0, np.sign(pid) * 1.0)
+    pt = np.exp(rng.uniform(np.log(0.05), np.log(3000.0), n))
+    eta = rng.uniform(-5.5, 5.5, n)
+    phi = rng.uniform(-np.pi, np.pi, n)
+    px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
+    e = np.sqrt(px**2 + py**2 + pz**2 + np.where(np.abs(pid) == 13, 0.105**2, 0.0))
+
+    def reference(rng):
+        aid = np.abs(pid)
+        is_e, is_mu = aid == 11, aid == 13
+        eff = np.where(is_mu, tracking_efficiency("muon", pt, eta),
+                       np.where(is_e, tracking_efficiency("electron", pt, eta), tracking_efficiency("hadron", pt, eta)))
+        u, g = rng.random(n), rng.standard_normal(n)
+        tracked = (charge != 0) & (np.abs(eta) < 2.5) & (u < eff)
+        rel_t = np.where(is_mu, track_resolution("muon", pt, eta),
+                         np.where(is_e, track_resolution("electron", pt, eta), track_resolution("hadron", pt, eta)))
+        to_ecal = (~tracked & (is_e | (aid == 22))) | (tracked & is_e)
+        to_hcal = ~tracked & ~is_mu & ~is_e & (aid != 22)
+        ecal_rel = ecal_sigma(e, eta) / np.maximum(e, 1e-9)
+        hcal_rel = hcal_sigma(e, eta) / np.maximum(e, 1e-9)
+        comb = 1.0 / np.sqrt(1.0 / np.maximum(rel_t, 1e-9) ** 2 + 1.0 / np.maximum(ecal_rel, 1e-9) ** 2)
+        rel = np.where(tracked & is_e, comb, np.where(tracked, rel_t, np.where(to_ecal, ecal_rel, hcal_rel)))
+        s2 = np.log1p(rel**2)
+        scale = np.exp(np.sqrt(s2) * g - 0.5 * s2)
+        kept = tracked | (to_ecal & ~tracked & (e * scale > 0.5)) | (to_hcal & (e * scale > 1.0))
+        return scale, tracked, kept & (np.abs(eta) < 5.0)
+
+    want = reference(np.random.default_rng(9))
+    got = _detector_response(np.random.default_rng(9), pid, charge, px, py, pz, e, pt, eta)
+    for w, g in zip(want, got):
+        assert np.array_equal(w, g)
+    assert 0.1 < got[1].mean() < 0.9 and 0.1 < got[2].mean() < 1.0  # both branches exercised
+
+
+def test_jets_of_rejected_events_are_skipped_and_nothing_else_changes():
+    """run_chunk clusters jets only for events that pass the lepton filter; the passing events
+    must be the same, bit for bit, as with the jets of every event (W, pileup 20)."""
+    from hepad.generate._pythia import PythiaRun, read_card
+    from hepad.generate._catalogue import CATALOGUE
+    from hepad.generate._simulation import PileupSource
+
+    batch = PythiaRun(read_card(CATALOGUE["w"].card_path), "w", 31).next_batch(120)
+    sim = SimulationConfig()
+    out = {}
+    for full in (True, False):
+        run = PythiaRun(_engine.MINBIAS_CARD, "pileup", 32)  # the same minimum-bias events both times
+        out[full] = simulate_batch(batch, run.particle_info, sim, np.random.default_rng(33),
+                                   pileup=(PileupSource(run, 4), 20.0), jets_of_rejected=full)
+    full, fast = out[True], out[False]
+    assert np.array_equal(full.passed, fast.passed) and full.passed.sum() >= 15
+    for name in ("objects", "charges", "weights", "faked"):
+        assert np.array_equal(getattr(full, name)[full.passed], getattr(fast, name)[full.passed]), name
+    rejected = ~full.passed
+    # the rejected events had jets, and the fast path left them out (but kept their MET and leptons)
+    assert _n_jets(full.objects[rejected]).sum() > 0 and _n_jets(fast.objects[rejected]).sum() == 0
+    assert np.array_equal(full.objects[rejected][:, :L.JET_SLOTS.start], fast.objects[rejected][:, :L.JET_SLOTS.start])

@@ -95,7 +95,9 @@ def run_chunk(spec: ChunkSpec) -> ChunkResult:
         batch = run.next_batch(batch_n)
         if len(batch) == 0:
             raise GenerationError(f"{spec.origin}: Pythia returned no events (see the logged Pythia errors).")
-        res = simulate_batch(batch, run.particle_info, sim, rng, fake_model=fake, pileup=pileup)
+        # Only the events that pass are kept: their jets are all we need.
+        res = simulate_batch(batch, run.particle_info, sim, rng, fake_model=fake, pileup=pileup,
+                             jets_of_rejected=False)
         idx = np.flatnonzero(res.passed)
         need = spec.n_events - n_acc
         if len(idx) >= need:
