@@ -76,6 +76,10 @@ CANDIDATES: dict[str, tuple[str, dict]] = {
     "fusion[phidrop+raw]": ("fusion", {"members": [
         {"detector": "ae", "params": {"preprocessing": {"phi": "drop"}}},
         {"detector": "ae", "params": {"preprocessing": _RAW}}]}),
+    # The offline default plus the trigger default as a third member: the first study found
+    # A->4l with standardised-input AEs (ae-trigger) that neither member of ae-fusion sees.
+    "fusion[flow+raw+trigger]": ("fusion", {"members": [
+        {"detector": "flow"}, {"detector": "ae-adc-trivial"}, {"detector": "ae-trigger"}], "combine": "max"}),
 }
 
 
