@@ -80,6 +80,9 @@ CANDIDATES: dict[str, tuple[str, dict]] = {
     # A->4l with standardised-input AEs (ae-trigger) that neither member of ae-fusion sees.
     "fusion[flow+raw+trigger]": ("fusion", {"members": [
         {"detector": "flow"}, {"detector": "ae-adc-trivial"}, {"detector": "ae-trigger"}], "combine": "max"}),
+    # The offline default as it was until 2026-12-02: the calibration's fitted tail beyond the 50
+    # highest background scores (now 5: quantiles of the calibration events down to 5/n).
+    "fusion[tail-50]": ("ae-fusion", {"tail_events": 50}),
 }
 
 
