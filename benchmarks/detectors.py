@@ -80,9 +80,12 @@ CANDIDATES: dict[str, tuple[str, dict]] = {
     # A->4l with standardised-input AEs (ae-trigger) that neither member of ae-fusion sees.
     "fusion[flow+raw+trigger]": ("fusion", {"members": [
         {"detector": "flow"}, {"detector": "ae-adc-trivial"}, {"detector": "ae-trigger"}], "combine": "max"}),
-    # The offline default as it was until 2026-12-02: the calibration's fitted tail beyond the 50
-    # highest background scores (now 5: quantiles of the calibration events down to 5/n).
-    "fusion[tail-50]": ("ae-fusion", {"tail_events": 50}),
+    # The offline default as it was until 2026-12-02: flow + raw-pT AE, the calibration's fitted
+    # tail beyond the 50 highest background scores.
+    "fusion[tail-50]": ("fusion", {"members": [{"detector": "flow"}, {"detector": "ae-adc-trivial"}], "combine": "max"}),
+    # The offline default of 2026-12-02 morning: the flow instead of ae-trigger, tail_events 5.
+    "fusion[flow+adc]": ("fusion", {"members": [{"detector": "flow"}, {"detector": "ae-adc-trivial"}],
+                                    "combine": "max", "tail_events": 5}),
 }
 
 

@@ -135,8 +135,8 @@ PRESETS: dict[str, Preset] = {
     # The two defaults of the detector study (benchmarks/detectors.py, docs/detectors.md).
     "ae-fusion": Preset(
         "fusion",
-        {"members": [{"detector": "flow"}, {"detector": "ae-adc-trivial"}], "combine": "max", "tail_events": 5},
-        "Offline default: flow density + raw-pT AE, OR-fused on tail-calibrated background p-values.",
+        {"members": [{"detector": "ae-trigger"}, {"detector": "ae-adc-trivial"}], "combine": "max", "tail_events": 5},
+        "Offline default: standardised-pT/eta AE (ae-trigger) + raw-pT AE, OR-fused on tail-calibrated p-values.",
     ),
     "ae-trigger": Preset(
         "ae",
