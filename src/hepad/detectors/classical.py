@@ -30,6 +30,7 @@ __all__ = [
     "MahalanobisDetector",
     "GaussianMixtureDetector",
     "KNNDetector",
+    "MultiplicityDetector",
 ]
 
 
@@ -663,3 +664,93 @@ class KNNDetector(BaseDetector):
         if self.reference_.ndim != 2 or self.reference_.shape[0] == 0 or self.reference_.shape[1] != self.preprocessor_.n_features_out_:
             raise ValueError(f"knn: the reference sample has shape {self.reference_.shape}, expected (n, {self.preprocessor_.n_features_out_})")
         self._build_index()
+
+
+# ---------------------------------------------------------------------- object multiplicities
+#: Object slots counted by ``multiplicity``: feature names of the ADC2021 layout, per collection.
+_MULTIPLICITY_GROUPS = (("electrons", r"e\d+_pt"), ("muons", r"mu\d+_pt"), ("jets", r"j\d+_pt"))
+
+
+class MultiplicityDetector(BaseDetector):
+    """How rare an event's object multiplicities are in the background.
+
+    Score = -log P(n_e, n_mu, n_jets), the background frequency of the event's numbers of
+    electrons, muons and jets (filled slots: pT > 0), smoothed towards the product of the three
+    marginal frequencies: P = (count + w * P_e(n_e) P_mu(n_mu) P_j(n_j)) / (N + w), each marginal
+    with half an event added to every count. A multiplicity the background never had (a third
+    electron, four muons) scores high, ordered by how implausible each count is on its own. The
+    score is discrete: many events share a value. It sees what zero-padded autoencoders on
+    standardised inputs miss: no SM test event of the study had a third electron or muon, 9 % of
+    A -> 4l events did (docs/detectors.md).
+
+    Inputs without ADC2021 object names (a bare (N, F) array) count the non-zero entries of all
+    columns together, one multiplicity per event.
+
+    Parameters
+    ----------
+    prior_weight : float
+        w: the weight, in events, of the independence prior against the observed counts.
+    """
+
+    name = "multiplicity"
+
+    _parameter_constraints = {"prior_weight": [Interval(float, 0, None, "neither")]}
+
+    def __init__(self, *, prior_weight: float = 1.0, threshold_rule: Any = None) -> None:
+        self.prior_weight = prior_weight
+        self.threshold_rule = threshold_rule
+
+    def _groups(self) -> list[np.ndarray]:
+        import re
+
+        names = list(self.feature_names_in_)
+        groups = [np.array([i for i, n in enumerate(names) if re.fullmatch(pat, n)], dtype=np.int64)
+                  for _, pat in _MULTIPLICITY_GROUPS]
+        if not any(g.size for g in groups):
+            return [np.arange(len(names), dtype=np.int64)]
+        return groups
+
+    def _counts(self, X: np.ndarray) -> np.ndarray:
+        return np.stack([(X[:, g] != 0).sum(axis=1) if g.size else np.zeros(len(X), np.int64)
+                         for g in self._groups()], axis=1).astype(np.int64)
+
+    def _fit(self, X: np.ndarray, X_val: np.ndarray | None, **fit_options: Any) -> None:
+        ignore_fit_options(self.name, fit_options)
+        c = self._counts(X)
+        self.patterns_, self.pattern_counts_ = np.unique(c, axis=0, return_counts=True)
+        # marginals_[k, n]: background fraction with n objects of collection k, with half an event
+        # added to every count (Jeffreys), so that a count never seen is rare but not impossible
+        # and events with several unseen counts still rank above those with one.
+        width = max(len(g) for g in self._groups()) + 1
+        self.marginals_ = np.stack([(np.bincount(c[:, k], minlength=width) + 0.5) / (len(c) + 0.5 * width)
+                                    for k in range(c.shape[1])])
+        self.n_background_ = int(len(c))
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        c = self._counts(X)
+        width = self.marginals_.shape[1]
+        p_ind = np.ones(len(c))
+        for k in range(c.shape[1]):
+            p_ind *= self.marginals_[k][np.minimum(c[:, k], width - 1)]
+        # Count of each event's pattern among the background patterns (sorted rows, exact match).
+        keys = {tuple(p): int(n) for p, n in zip(self.patterns_.tolist(), self.pattern_counts_.tolist())}
+        joint = np.fromiter((keys.get(tuple(r), 0) for r in c.tolist()), dtype=np.float64, count=len(c))
+        w = float(self.prior_weight)
+        p = (joint + w * p_ind) / (self.n_background_ + w)
+        return (-np.log(np.maximum(p, np.finfo(np.float64).tiny))).astype(np.float32)
+
+    def _get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        return {"n_background": self.n_background_}, {
+            "patterns": self.patterns_, "pattern_counts": self.pattern_counts_, "marginals": self.marginals_}
+
+    def _set_state(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+        check_arrays(self.name, arrays, ["patterns", "pattern_counts", "marginals"])
+        self.patterns_ = np.asarray(arrays["patterns"], dtype=np.int64)
+        self.pattern_counts_ = np.asarray(arrays["pattern_counts"], dtype=np.int64)
+        self.marginals_ = np.asarray(arrays["marginals"], dtype=np.float64)
+        self.n_background_ = int(meta["n_background"])
+        n_groups = len(self._groups())
+        if (self.patterns_.ndim != 2 or self.patterns_.shape[1] != n_groups or self.marginals_.shape[0] != n_groups
+                or len(self.pattern_counts_) != len(self.patterns_) or self.n_background_ < 1
+                or not np.isfinite(self.marginals_).all()):
+            raise ValueError("multiplicity: the saved patterns, counts and marginals do not fit together")

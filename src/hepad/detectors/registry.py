@@ -81,6 +81,8 @@ DETECTORS: dict[str, DetectorEntry] = {
     "mahalanobis": DetectorEntry(f"{_C}:MahalanobisDetector", "Mahalanobis distance to the background (elliptic envelope); score = squared distance."),
     "gmm": DetectorEntry(f"{_C}:GaussianMixtureDetector", "Gaussian mixture density of the background; score = -log likelihood."),
     "knn": DetectorEntry(f"{_C}:KNNDetector", "k-nearest-neighbour distance to a background reference sample."),
+    "multiplicity": DetectorEntry(f"{_C}:MultiplicityDetector",
+                                  "Rarity of the event's electron, muon and jet counts in the background; score = -log P."),
     "ae": DetectorEntry(f"{_D}:AutoEncoderDetector", "Dense autoencoder, score = mean squared reconstruction error (PyTorch)."),
     "vae": DetectorEntry(f"{_D}:VAEDetector", "Variational autoencoder; score = reconstruction error, KL divergence or Σμ² (PyTorch)."),
     "deep-svdd": DetectorEntry(f"{_D}:DeepSVDDDetector", "Deep SVDD: one-class hypersphere, score = squared distance to the centre (PyTorch)."),
