@@ -38,6 +38,9 @@ def jobs(scale: str) -> list[tuple[str, int, int, list[str]]]:
         out.append((card.stem, n["signal"], tuning_seeds.get(card.stem, 30), ["--card", str(card)]))
     for i, card in enumerate(sorted((HERE / "cards" / "heldout").glob("*.cmnd"))):
         out.append((card.stem, n["signal"], 41 + i, ["--card", str(card)]))
+    heldout2_seeds = {"zprime-tautau-1000": 61, "h-zz-4l": 62, "wz-3l": 63}
+    for card in sorted((HERE / "cards" / "heldout2").glob("*.cmnd")):
+        out.append((card.stem, n["signal"], heldout2_seeds.get(card.stem, 70), ["--card", str(card)]))
     return out
 
 

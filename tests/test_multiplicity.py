@@ -82,3 +82,13 @@ def test_save_and_load_give_the_same_scores_and_damaged_state_is_refused(bkg, tm
     fresh.feature_names_in_ = det.feature_names_in_
     with pytest.raises(ValueError, match="multiplicity"):
         fresh._set_state(meta, arrays)
+
+
+def test_streaming_from_files_counts_the_same_as_in_memory(tiny_dataset, bkg):
+    from hepad.data import fit_streaming
+
+    path = tiny_dataset["sm_train"]
+    streamed = fit_streaming(make_detector("multiplicity"), [path], n_fit=50)
+    in_memory = make_detector("multiplicity").fit(bkg)
+    assert streamed.n_background_ == len(bkg)
+    assert np.array_equal(streamed.score_samples(bkg), in_memory.score_samples(bkg))

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..memory import chunk_rows
+from ..errors import InputError
 from .base import BaseDetector, Interval, Options, check_arrays, ignore_fit_options, sub_arrays
 
 log = logging.getLogger(__name__)
@@ -716,15 +717,47 @@ class MultiplicityDetector(BaseDetector):
 
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None, **fit_options: Any) -> None:
         ignore_fit_options(self.name, fit_options)
-        c = self._counts(X)
-        self.patterns_, self.pattern_counts_ = np.unique(c, axis=0, return_counts=True)
+        self._fit_counts([self._counts(X)])
+
+    def _fit_counts(self, blocks: Any) -> None:
+        width = max(len(g) for g in self._groups()) + 1
+        table: dict[tuple[int, ...], int] = {}
+        hist, n = None, 0
+        for c in blocks:
+            keys, cnt = np.unique(c, axis=0, return_counts=True)
+            for k, v in zip(keys.tolist(), cnt.tolist()):
+                table[tuple(k)] = table.get(tuple(k), 0) + int(v)
+            h = np.stack([np.bincount(c[:, k], minlength=width) for k in range(c.shape[1])])
+            hist = h if hist is None else hist + h
+            n += len(c)
+        if n == 0:
+            raise InputError(f"{self.name}: no background events to count.")
+        order = sorted(table)
+        self.patterns_ = np.array(order, dtype=np.int64).reshape(len(order), -1)
+        self.pattern_counts_ = np.array([table[k] for k in order], dtype=np.int64)
         # marginals_[k, n]: background fraction with n objects of collection k, with half an event
         # added to every count (Jeffreys), so that a count never seen is rare but not impossible
         # and events with several unseen counts still rank above those with one.
-        width = max(len(g) for g in self._groups()) + 1
-        self.marginals_ = np.stack([(np.bincount(c[:, k], minlength=width) + 0.5) / (len(c) + 0.5 * width)
-                                    for k in range(c.shape[1])])
-        self.n_background_ = int(len(c))
+        self.marginals_ = (hist + 0.5) / (n + 0.5 * width)
+        self.n_background_ = int(n)
+
+    def fit_source(self, source: Any, *, val_source: Any = None, **run_options: Any) -> MultiplicityDetector:
+        """Count the multiplicities of every event of a batch source (streaming from files:
+        :func:`hepad.data.fit_streaming`); the threshold follows ``threshold_rule`` on the scores
+        of ``val_source``, else of ``source.sample()``."""
+        from ..thresholds import ThresholdRule
+        from ..training import ArraySource
+
+        ignore_fit_options(self.name, run_options)
+        self._validate_params()
+        rule = ThresholdRule.parse(self.threshold_rule)
+        self._reset_fitted()
+        self.feature_names_in_ = list(source.feature_names)
+        self.n_features_in_ = len(self.feature_names_in_)
+        self._fit_counts(self._counts(np.asarray(chunk)) for chunk in source.chunks())
+        bkg = val_source if val_source is not None else ArraySource(source.sample())
+        self.set_threshold(scores=np.concatenate([self.score_samples(c) for c in bkg.chunks()]), rule=rule)
+        return self
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         c = self._counts(X)

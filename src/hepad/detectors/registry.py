@@ -137,8 +137,9 @@ PRESETS: dict[str, Preset] = {
     # The two defaults of the detector study (benchmarks/detectors.py, docs/detectors.md).
     "ae-fusion": Preset(
         "fusion",
-        {"members": [{"detector": "ae-trigger"}, {"detector": "ae-adc-trivial"}], "combine": "max", "tail_events": 5},
-        "Offline default: standardised-pT/eta AE (ae-trigger) + raw-pT AE, OR-fused on tail-calibrated p-values.",
+        {"members": [{"detector": "ae-trigger"}, {"detector": "ae-adc-trivial"}, {"detector": "multiplicity"}],
+         "combine": "max", "tail_events": 5},
+        "Offline default: standardised-pT/eta AE + raw-pT AE + object-multiplicity rarity, OR-fused on p-values.",
     ),
     "ae-trigger": Preset(
         "ae",
