@@ -7,10 +7,10 @@ and the study's dataset, and prints TPR at FPR 1e-3 (cut on ``sm_test``) per sig
    several tail settings and measured on the second half, beside the better member alone (the
    diagnosis behind ``tail_events=5``; it looks at held-out signals too, so it must not be used
    to choose anything else);
-2. ``--multiplicity`` (default): an object-multiplicity rarity score, -log of the background
-   frequency of (n_e, n_mu, n_jets) smoothed towards the product of its marginals, fitted on the
-   fusion's own training split and calibrated on its calibration split, alone and as a third
-   member of the fusion.
+2. default: hepad's ``multiplicity`` detector (-log of the background frequency of
+   (n_e, n_mu, n_jets)), fitted on the fusion's own training split and calibrated on its
+   calibration split, alone and as an extra member of the fusion (``--model-label`` names a
+   fusion without it, e.g. ``fusion_trigger_adc_``).
 
     python benchmarks/fusion_probe.py --data-dir ~/.cache/hepad/datasets/dev-v2 --models-dir MODELS
     python benchmarks/fusion_probe.py --data-dir ... --models-dir MODELS --calibration --model-label fusion_tail-50_
@@ -19,7 +19,6 @@ and the study's dataset, and prints TPR at FPR 1e-3 (cut on ``sm_test``) per sig
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 import numpy as np
@@ -32,28 +31,6 @@ FPR = 1e-3
 
 def tpr(bkg: np.ndarray, sig: np.ndarray, fpr: float = FPR) -> float:
     return float((sig > np.quantile(bkg, 1 - fpr)).mean())
-
-
-def multiplicity_score(names: list[str], F: np.ndarray, prior_weight: float = 1.0):
-    """Fit on background features F; return score(G) = -log P(n_e, n_mu, n_jets of G)."""
-    groups = [[i for i, n in enumerate(names) if re.fullmatch(rf"{g}\d+_pt", n)] for g in ("e", "mu", "j")]
-
-    def counts(G: np.ndarray) -> np.ndarray:
-        return np.stack([(G[:, idx] > 0).sum(1) for idx in groups], 1)
-
-    c = counts(F)
-    n = len(c)
-    keys, cnt = np.unique(c, axis=0, return_counts=True)
-    table = {tuple(k): v for k, v in zip(keys.tolist(), cnt)}
-    marg = [np.bincount(c[:, k], minlength=len(groups[k]) + 1) / n for k in range(3)]
-
-    def score(G: np.ndarray) -> np.ndarray:
-        cc = counts(G)
-        p_ind = np.prod([marg[k][cc[:, k]] + 1e-12 for k in range(3)], axis=0)
-        joint = np.array([table.get(tuple(r), 0) for r in cc.tolist()])
-        return -np.log((joint + prior_weight * p_ind) / (n + prior_weight))
-
-    return score
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,15 +71,15 @@ def main(argv: list[str] | None = None) -> int:
         order = np.random.default_rng(det.random_state).permutation(len(train))
         n_cal = int(round(det.calibration_fraction * len(train)))
         cal, fit = train[order[:n_cal]], train[order[n_cal:]]
-        mult = multiplicity_score(train.feature_names, fit.features)
-        mcal = TailCalibration.fit(mult(cal.features), tail_events=det.tail_events, tail="exponential")
+        mult = hepad.make_detector("multiplicity").fit(fit).score_samples
+        mcal = TailCalibration.fit(mult(cal), tail_events=det.tail_events, tail="exponential")
         t_b = [c.surprisal(b) for c, b in zip(det.calibrations_, mb)]
-        mult_b = mult(test.features)
+        mult_b = mult(test)
         fb2, fb3 = np.vstack(t_b).max(0), np.vstack(t_b + [mcal.surprisal(mult_b)]).max(0)
         mult_b_ties = mult_b + rng.uniform(0, 1e-9, len(mult_b))  # discrete score: a cut between ties
         for s in signals:
             t_s = [c.surprisal(x) for c, x in zip(det.calibrations_, ms[s])]
-            mult_s = mult(S[s].features)
+            mult_s = mult(S[s])
             res["ae-fusion"][s].append(tpr(fb2, np.vstack(t_s).max(0)))
             res["+ multiplicity"][s].append(tpr(fb3, np.vstack(t_s + [mcal.surprisal(mult_s)]).max(0)))
             res["multiplicity alone"][s].append(tpr(mult_b_ties, mult_s))

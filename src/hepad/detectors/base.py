@@ -352,6 +352,14 @@ class BaseDetector(OutlierMixin, BaseEstimator):
         """The anomaly scores, as PyOD's ``decision_function``: higher means more anomalous."""
         return self.score_samples(X)
 
+    def _threshold_on_source(self, source: Any, val_source: Any, rule: Any) -> None:
+        """After a fit from a batch source: the threshold by ``rule`` on the scores of
+        ``val_source``, else of ``source.sample()`` (the events the fit started from)."""
+        from ..training import ArraySource
+
+        bkg = val_source if val_source is not None else ArraySource(source.sample())
+        self.set_threshold(scores=np.concatenate([self.score_samples(chunk) for chunk in bkg.chunks()]), rule=rule)
+
     def set_threshold(
         self,
         X_background: Any = None,

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..memory import chunk_rows
 from ..errors import InputError
+from ..memory import chunk_rows
 from .base import BaseDetector, Interval, Options, check_arrays, ignore_fit_options, sub_arrays
 
 log = logging.getLogger(__name__)
@@ -702,14 +702,21 @@ class MultiplicityDetector(BaseDetector):
         self.threshold_rule = threshold_rule
 
     def _groups(self) -> list[np.ndarray]:
+        """Column indices of each collection's pT slots (kept by fit and load; scoring only reads)."""
+        names = tuple(self.feature_names_in_)
+        cached = self.__dict__.get("_groups_cache")
+        if cached is not None and cached[0] == names:
+            return cached[1]
         import re
 
-        names = list(self.feature_names_in_)
         groups = [np.array([i for i, n in enumerate(names) if re.fullmatch(pat, n)], dtype=np.int64)
                   for _, pat in _MULTIPLICITY_GROUPS]
-        if not any(g.size for g in groups):
-            return [np.arange(len(names), dtype=np.int64)]
-        return groups
+        return groups if any(g.size for g in groups) else [np.arange(len(names), dtype=np.int64)]
+
+    def _keep_lookups(self) -> None:
+        """Derived once per fit or load: the slot groups and the background count per pattern."""
+        self._groups_cache = (tuple(self.feature_names_in_), self._groups())
+        self._table = {tuple(p): int(n) for p, n in zip(self.patterns_.tolist(), self.pattern_counts_.tolist())}
 
     def _counts(self, X: np.ndarray) -> np.ndarray:
         return np.stack([(X[:, g] != 0).sum(axis=1) if g.size else np.zeros(len(X), np.int64)
@@ -740,13 +747,13 @@ class MultiplicityDetector(BaseDetector):
         # and events with several unseen counts still rank above those with one.
         self.marginals_ = (hist + 0.5) / (n + 0.5 * width)
         self.n_background_ = int(n)
+        self._keep_lookups()
 
     def fit_source(self, source: Any, *, val_source: Any = None, **run_options: Any) -> MultiplicityDetector:
         """Count the multiplicities of every event of a batch source (streaming from files:
         :func:`hepad.data.fit_streaming`); the threshold follows ``threshold_rule`` on the scores
         of ``val_source``, else of ``source.sample()``."""
         from ..thresholds import ThresholdRule
-        from ..training import ArraySource
 
         ignore_fit_options(self.name, run_options)
         self._validate_params()
@@ -755,8 +762,7 @@ class MultiplicityDetector(BaseDetector):
         self.feature_names_in_ = list(source.feature_names)
         self.n_features_in_ = len(self.feature_names_in_)
         self._fit_counts(self._counts(np.asarray(chunk)) for chunk in source.chunks())
-        bkg = val_source if val_source is not None else ArraySource(source.sample())
-        self.set_threshold(scores=np.concatenate([self.score_samples(c) for c in bkg.chunks()]), rule=rule)
+        self._threshold_on_source(source, val_source, rule)
         return self
 
     def _score(self, X: np.ndarray) -> np.ndarray:
@@ -765,8 +771,8 @@ class MultiplicityDetector(BaseDetector):
         p_ind = np.ones(len(c))
         for k in range(c.shape[1]):
             p_ind *= self.marginals_[k][np.minimum(c[:, k], width - 1)]
-        # Count of each event's pattern among the background patterns (sorted rows, exact match).
-        keys = {tuple(p): int(n) for p, n in zip(self.patterns_.tolist(), self.pattern_counts_.tolist())}
+        # Count of each event's pattern among the background patterns (exact match).
+        keys = self._table
         joint = np.fromiter((keys.get(tuple(r), 0) for r in c.tolist()), dtype=np.float64, count=len(c))
         w = float(self.prior_weight)
         p = (joint + w * p_ind) / (self.n_background_ + w)
@@ -787,3 +793,4 @@ class MultiplicityDetector(BaseDetector):
                 or len(self.pattern_counts_) != len(self.patterns_) or self.n_background_ < 1
                 or not np.isfinite(self.marginals_).all()):
             raise ValueError("multiplicity: the saved patterns, counts and marginals do not fit together")
+        self._keep_lookups()

@@ -136,9 +136,7 @@ class _DeepDetector(BaseDetector):
         self.feature_names_in_ = list(source.feature_names)
         self.n_features_in_ = len(self.feature_names_in_)
         self._train(source, val_source, **run_options)
-        bkg = val_source if val_source is not None else ArraySource(source.sample())
-        scores = np.concatenate([self.score_samples(chunk) for chunk in bkg.chunks()])
-        self.set_threshold(scores=scores, rule=rule)
+        self._threshold_on_source(source, val_source, rule)
         return self
 
     def _train(
@@ -604,10 +602,6 @@ class DeepSVDDDetector(_DeepDetector):
     def _build_net(self, n_in: int) -> nn.Module:
         return _nn.DeepSVDDNet(n_in, self._hidden(), int(self.latent_dim), activation=self.activation,
                                batch_norm=bool(self.batch_norm))
-
-    def _epochs_for(self, n_train: int) -> int:
-        """The maximum number of epochs on ``n_train`` events (``"auto"``: :func:`hepad.training.auto_epochs`)."""
-        return auto_epochs(n_train) if self.epochs == "auto" else int(self.epochs)
 
     def _before_training(self, net: nn.Module, train: tuple[torch.Tensor, ...]) -> None:
         z = train[0]
