@@ -6,7 +6,9 @@ same command after an interruption), skipped when it exists. Scales:
 - ``medium``: the issue's trigger-study scale, 200,000 SM training and 200,000 SM test events
   (FPR 1e-4 resolved by 20 test events) and 5,000 events per signal;
 - ``dev``: what fitted the shared 2-core development machine in about 40 minutes (4,000 / 10,000
-  SM events, 300 per signal): FPR 1e-3 rests on 10 test events, 1e-4 is not resolved.
+  SM events, 300 per signal): FPR 1e-3 rests on 10 test events, 1e-4 is not resolved;
+- ``dev20k``: 20,000 / 40,000 SM events and 1,000 per signal (about 75 minutes on an idle 2-core
+  machine): FPR 1e-3 rests on 40 test events and the fusion calibrates on 5,000.
 
     python benchmarks/make_study_data.py --scale medium --dir ~/.cache/hepad/datasets/medium -j 16
     python benchmarks/detectors.py --size medium
@@ -23,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 SCALES = {
     "medium": {"sm_train": 200_000, "sm_test": 200_000, "signal": 5_000},
     "dev": {"sm_train": 4_000, "sm_test": 10_000, "signal": 300},
+    "dev20k": {"sm_train": 20_000, "sm_test": 40_000, "signal": 1_000},
 }
 ADC = {"ato4l": 11, "lq-btau": 12, "h0-tautau": 13, "hplus-taunu": 14}
 

@@ -287,6 +287,27 @@ def test_events_as_y_is_an_error_not_silently_ignored(toy_bkg, toy_bkg_val):
         make_detector("mahalanobis").fit(toy_bkg.features, toy_bkg_val.features)
 
 
+def test_threshold_lies_between_background_scores():
+    """The cut keeps the same background events as threshold_at_fpr but lies half-way to the next
+    score, so an event at the cut keeps its decision when its score is recomputed one float32
+    step higher (torch's sums depend on the batch size: the fused detectors failed scikit-learn's
+    subset-invariance check on one machine because of exactly that)."""
+    from hepad.metrics import threshold_at_fpr
+    from hepad.thresholds import ThresholdRule
+
+    s = np.array([0.1, 0.2, 0.3, 0.5, 0.9, 1.0, 1.3, 1.7, 2.0, 4.0], dtype=np.float32)
+    rule = ThresholdRule.parse("fpr=0.2")
+    t = rule.threshold(s)
+    at = threshold_at_fpr(s, 0.2)[0]
+    assert at == pytest.approx(1.7) and t == pytest.approx(1.85)
+    assert np.array_equal(s > t, s > at)
+    nudged = np.nextafter(s, np.float32(np.inf))
+    assert np.array_equal(nudged > t, s > t)  # at the old cut, 1.7 + one step would pass
+    assert (nudged > at).sum() == (s > at).sum() + 1
+    # at the maximum (no higher score) the cut stays the maximum: nothing passes
+    assert ThresholdRule.parse("fpr=0.01").threshold(s) == pytest.approx(4.0)
+
+
 @pytest.mark.parametrize("rule, kind", [("fpr=0.02", "fpr"), ({"sigma": 2.0}, "sigma"),
                                          ({"rate_hz": 4e5, "collision_rate_hz": 4e7}, "rate_hz")])
 def test_threshold_rule_parameter(rule, kind, toy_bkg, toy_bkg_val):

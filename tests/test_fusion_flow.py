@@ -16,7 +16,7 @@ import pytest
 import hepad
 from hepad.detectors.base import DEFAULT_DETECTOR, TRIGGER_DETECTOR, make_detector
 from hepad.detectors.fusion import TailCalibration
-from hepad.errors import InputError
+from hepad.errors import ConfigError, InputError
 
 FAST_AE = {"epochs": 3, "batch_size": 256, "n_threads": 1}
 
@@ -64,6 +64,37 @@ def test_fusion_is_the_or_of_its_members(tiny):
     hard = det.member_surprisals(ev)
     filled = tiny["sm_test"].data[:, 1, 0] > 0  # events with a leading electron
     assert filled.sum() > 20 and np.median(hard[1][filled] - t[1][filled]) > 1.0
+
+
+def test_fusion_weights_share_the_accept_rate(tiny, tmp_path):
+    """weights=[3, 1]: at a fused cut, the first member takes about three times the background
+    rate of the second; equal weights reproduce the unweighted score; the weights survive a save."""
+    det = _fast_fusion(weights=[3.0, 1.0]).fit(tiny["sm_train"])
+    X = tiny["sm_test"]
+    t = det.member_surprisals(X)
+    s = det.score_samples(X)
+    np.testing.assert_allclose(s, np.maximum(t[0] + np.log(1.5), t[1] + np.log(0.5)), rtol=1e-6)
+    # who fires at the cut that keeps 20 % of the calibrated background: member 0 below p 0.3,
+    # member 1 below p 0.1 (calibrated on other events, so loose bounds on 200 events)
+    cut = -np.log(0.2)
+    first, second = np.mean(t[0] + np.log(1.5) > cut), np.mean(t[1] + np.log(0.5) > cut)
+    assert 0.18 < first < 0.45 and 0.03 < second < 0.2 and first > 1.5 * second
+    det.save(tmp_path / "w")
+    np.testing.assert_allclose(hepad.load(tmp_path / "w").score_samples(X), s, rtol=1e-6)
+    equal = _fast_fusion(weights=[2.0, 2.0]).fit(tiny["sm_train"])
+    plain = _fast_fusion().fit(tiny["sm_train"])
+    np.testing.assert_allclose(equal.score_samples(X), plain.score_samples(X), rtol=1e-6)
+
+
+@pytest.mark.parametrize("weights, match", [
+    ([1.0], "1 entries for 2 members"),
+    ([1.0, 0.0], "positive"),
+    ([1.0, float("nan")], "positive"),
+    (["a", 1.0], "numbers"),
+])
+def test_fusion_refuses_bad_weights(weights, match):
+    with pytest.raises(ConfigError, match=match):
+        _fast_fusion(weights=weights)._validate_params()
 
 
 def test_fusion_calibrates_on_events_its_members_never_saw(tiny):

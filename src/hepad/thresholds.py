@@ -208,8 +208,14 @@ class ThresholdRule(dict):
                 scores.size,
             )
         # The lowest cut with (score > t) keeping at most a fraction fpr of background: the same
-        # definition as the evaluation's working points.
-        return threshold_at_fpr(scores, fpr)[0]
+        # definition as the evaluation's working points; then moved half-way to the next higher
+        # background score, as scikit-learn's trees place a split between samples. Both select
+        # the same background events, but a cut equal to one event's score would let a
+        # recomputation of that score one float32 step higher (torch's results depend on the
+        # batch size) flip the event's decision.
+        t = threshold_at_fpr(scores, fpr)[0]
+        above = scores[scores > t]
+        return float(t + 0.5 * (above.min() - t)) if above.size else t
 
     # -------------------------------------------------------------- immutability and text
     def _immutable(self, *args: Any, **kwargs: Any) -> Any:
