@@ -81,6 +81,9 @@ def test_fusion_weights_share_the_accept_rate(tiny, tmp_path):
     assert 0.18 < first < 0.45 and 0.03 < second < 0.2 and first > 1.5 * second
     det.save(tmp_path / "w")
     np.testing.assert_allclose(hepad.load(tmp_path / "w").score_samples(X), s, rtol=1e-6)
+    fisher = _fast_fusion(weights=[3.0, 1.0], combine="fisher").fit(tiny["sm_train"])
+    tf = fisher.member_surprisals(X)
+    np.testing.assert_allclose(fisher.score_samples(X), 1.5 * tf[0] + 0.5 * tf[1], rtol=1e-6)
     equal = _fast_fusion(weights=[2.0, 2.0]).fit(tiny["sm_train"])
     plain = _fast_fusion().fit(tiny["sm_train"])
     np.testing.assert_allclose(equal.score_samples(X), plain.score_samples(X), rtol=1e-6)
