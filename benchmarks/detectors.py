@@ -272,7 +272,7 @@ def load(data_dir: Path, need_test: bool = True) -> dict[str, hepad.EventSet]:
     if not (data_dir / "sm_train.h5").is_file() or (need_test and not list(data_dir.glob("sm_test*.h5"))):
         sys.exit(f"{data_dir}: no sm_train.h5/sm_test.h5. Build the study's dataset first (python "
                  f"benchmarks/make_study_data.py --scale {{dev,dev20k,medium}} --dir {data_dir} -j N: medium is "
-                 f"about 15 h on 2 cores, resumable) or pass --data-dir.")
+                 f"about 6 h on 2 cores, resumable) or pass --data-dir.")
     out: dict[str, hepad.EventSet] = {}
     tests = []
     for path in sorted(data_dir.glob("*.h5")):

@@ -7,8 +7,11 @@ same command after an interruption), skipped when it exists. Scales:
   (FPR 1e-4 resolved by 20 test events) and 5,000 events per signal;
 - ``dev``: what fitted the shared 2-core development machine in about 40 minutes (4,000 / 10,000
   SM events, 300 per signal): FPR 1e-3 rests on 10 test events, 1e-4 is not resolved;
-- ``dev20k``: 20,000 / 40,000 SM events and 1,000 per signal (about 75 minutes on an idle 2-core
-  machine): FPR 1e-3 rests on 40 test events and the fusion calibrates on 5,000.
+- ``dev20k``: 20,000 / 40,000 SM events and 1,000 per signal (82,000 events in 59 minutes on a
+  2-core machine, -j 2, partly shared with tests): FPR 1e-3 rests on 40 test events and the fusion
+  calibrates on 5,000. Its files hold most of the ``dev`` events (same seeds: 3,779 of the 4,000
+  SM training, 9,841 of the 10,000 SM test events). At that rate
+  ``medium`` (500,000 events) takes about 6 hours.
 
     python benchmarks/make_study_data.py --scale medium --dir ~/.cache/hepad/datasets/medium -j 16
     python benchmarks/detectors.py --size medium
