@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import tempfile
 import time
@@ -483,7 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.tuning:
         labels += [c for c in CANDIDATES if c not in labels]
     if args.detectors:
-        labels = args.detectors.split(";" if ";" in args.detectors else ",")
+        # commas inside brackets belong to a label: fusion[std+raw,fisher]
+        labels = [x.strip() for x in re.split(r";" if ";" in args.detectors else r",(?![^\[]*\])", args.detectors)]
     print(f"offline default: {DEFAULT_DETECTOR}; trigger default: {TRIGGER_DETECTOR}; anchors: {', '.join(ANCHORS)}")
     print("shared 2-core machine: times are indicative.\n", flush=True)
 
