@@ -49,6 +49,8 @@ TUNING_SIGNALS = ("zprime-ll", "wprime-lnu") + tuple(sorted(p.stem for p in (HER
 HELDOUT_SIGNALS = tuple(sorted(p.stem for p in (HERE / "cards" / "heldout").glob("*.cmnd")))
 #: A second held-out set, written on 2026-12-02 after the first had been looked at (docs/detectors.md).
 HELDOUT2_SIGNALS = tuple(sorted(p.stem for p in (HERE / "cards" / "heldout2").glob("*.cmnd")))
+#: A third, written on 2026-12-02 afternoon before any result on it: reported, never used to choose.
+HELDOUT3_SIGNALS = tuple(sorted(p.stem for p in (HERE / "cards" / "heldout3").glob("*.cmnd")))
 BACKGROUND = ("sm_train", "sm_val", "sm_test")
 FPRS = (1e-2, 1e-3, 1e-4)
 N_BOOT = 200
@@ -298,6 +300,8 @@ def group_of(sig: str) -> str:
         return "held-out"
     if sig in HELDOUT2_SIGNALS:
         return "held-out-2"
+    if sig in HELDOUT3_SIGNALS:
+        return "held-out-3"
     return "other"
 
 
@@ -476,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     for f in FPRS:
         print(f"  FPR {f:g}: {n_test * f:.0f} test background events above the cut "
               f"({'resolved' if n_test * f >= 10 else 'NOT resolved: needs >= %d' % (10 / f)})")
-    for g in ("adc", "tuning", "held-out", "held-out-2", "other"):
+    for g in ("adc", "tuning", "held-out", "held-out-2", "held-out-3", "other"):
         members = [f"{s} ({len(data[s])})" for s in signals if group_of(s) == g]
         if members:
             print(f"  {g} signals: {', '.join(members)}")
@@ -550,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         summary[default] = {}
         print(f"{default} vs the best of {', '.join(a for a in anchors if a in res)} (per signal):")
-        for g in ("adc", "tuning", "held-out", "held-out-2", "other"):
+        for g in ("adc", "tuning", "held-out", "held-out-2", "held-out-3", "other"):
             sigs = [s for s in signals if group_of(s) == g and s in res[default]]
             if not sigs:
                 continue

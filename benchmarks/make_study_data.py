@@ -47,6 +47,9 @@ def jobs(scale: str) -> list[tuple[str, int, int, list[str]]]:
     heldout2_seeds = {"zprime-tautau-1000": 61, "h-zz-4l": 62, "wz-3l": 63}
     for card in sorted((HERE / "cards" / "heldout2").glob("*.cmnd")):
         out.append((card.stem, n["signal"], heldout2_seeds.get(card.stem, 70), ["--card", str(card)]))
+    heldout3_seeds = {"hpp-ll-500": 81, "wprime-wz-1500": 82, "wr-eejj-3000": 83}
+    for card in sorted((HERE / "cards" / "heldout3").glob("*.cmnd")):
+        out.append((card.stem, n["signal"], heldout3_seeds.get(card.stem, 90), ["--card", str(card)]))
     return out
 
 
