@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -499,7 +500,6 @@ def main(argv: list[str] | None = None) -> int:
     timing: dict[str, dict[str, list]] = {lab: {"fit_s": [], "us": []} for lab in labels}
     flops: dict[str, int | None] = {}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        rng = np.random.default_rng(1000 + seed)
         for lab in labels:
             if args.fit_only and lab.startswith("pyod:"):
                 continue  # not saved (PyOD models need pickle): fitted in the scoring run
@@ -518,8 +518,11 @@ def main(argv: list[str] | None = None) -> int:
                 flops[lab] = flop_per_event(det)
             timing[lab]["fit_s"].append(fit_s)
             timing[lab]["us"].append(us)
-            cuts = background_cuts(s_bkg, rng)
+            # bootstrap streams per (seed, detector, signal): a number does not change when other
+            # detectors or signal files join the run
+            cuts = background_cuts(s_bkg, np.random.default_rng([1000 + seed, zlib.crc32(lab.encode())]))
             for s in signals:
+                rng = np.random.default_rng([1000 + seed, zlib.crc32(lab.encode()), zlib.crc32(s.encode())])
                 per[lab][s].append(metrics(cuts, det.score_samples(data[s]), rng))
             print(f"  seed {seed} {lab}: fit {fit_s:.1f} s, {us:.2f} µs/event", flush=True)
 
