@@ -47,11 +47,15 @@ from hepad.metrics import hanley_mcneil_se, roc_auc
 HERE = Path(__file__).resolve().parent
 ADC_SIGNALS = ("ato4l", "lq-btau", "h0-tautau", "hplus-taunu")
 TUNING_SIGNALS = ("zprime-ll", "wprime-lnu") + tuple(sorted(p.stem for p in (HERE / "cards" / "tuning").glob("*.cmnd")))
-HELDOUT_SIGNALS = tuple(sorted(p.stem for p in (HERE / "cards" / "heldout").glob("*.cmnd")))
-#: A second held-out set, written on 2026-12-02 after the first had been looked at (docs/detectors.md).
-HELDOUT2_SIGNALS = tuple(sorted(p.stem for p in (HERE / "cards" / "heldout2").glob("*.cmnd")))
-#: A third, written on 2026-12-02 afternoon before any result on it: reported, never used to choose.
-HELDOUT3_SIGNALS = tuple(sorted(p.stem for p in (HERE / "cards" / "heldout3").glob("*.cmnd")))
+#: Signal groups: held-out sets are card folders. held-out-2 was written on 2026-12-02 after the
+#: first had been looked at, held-out-3 that afternoon before any result on it (docs/detectors.md).
+SIGNAL_GROUPS: dict[str, tuple[str, ...]] = {
+    "adc": ADC_SIGNALS,
+    "tuning": TUNING_SIGNALS,
+    **{g: tuple(sorted(p.stem for p in (HERE / "cards" / folder).glob("*.cmnd")))
+       for g, folder in (("held-out", "heldout"), ("held-out-2", "heldout2"), ("held-out-3", "heldout3"))},
+}
+GROUPS = (*SIGNAL_GROUPS, "other")
 BACKGROUND = ("sm_train", "sm_val", "sm_test")
 FPRS = (1e-2, 1e-3, 1e-4)
 N_BOOT = 200
@@ -293,17 +297,7 @@ def load(data_dir: Path, need_test: bool = True) -> dict[str, hepad.EventSet]:
 
 
 def group_of(sig: str) -> str:
-    if sig in ADC_SIGNALS:
-        return "adc"
-    if sig in TUNING_SIGNALS:
-        return "tuning"
-    if sig in HELDOUT_SIGNALS:
-        return "held-out"
-    if sig in HELDOUT2_SIGNALS:
-        return "held-out-2"
-    if sig in HELDOUT3_SIGNALS:
-        return "held-out-3"
-    return "other"
+    return next((g for g, sigs in SIGNAL_GROUPS.items() if sig in sigs), "other")
 
 
 # ---------------------------------------------------------------------- throughput
@@ -481,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     for f in FPRS:
         print(f"  FPR {f:g}: {n_test * f:.0f} test background events above the cut "
               f"({'resolved' if n_test * f >= 10 else 'NOT resolved: needs >= %d' % (10 / f)})")
-    for g in ("adc", "tuning", "held-out", "held-out-2", "held-out-3", "other"):
+    for g in GROUPS:
         members = [f"{s} ({len(data[s])})" for s in signals if group_of(s) == g]
         if members:
             print(f"  {g} signals: {', '.join(members)}")
@@ -520,9 +514,10 @@ def main(argv: list[str] | None = None) -> int:
             timing[lab]["us"].append(us)
             # bootstrap streams per (seed, detector, signal): a number does not change when other
             # detectors or signal files join the run
-            cuts = background_cuts(s_bkg, np.random.default_rng([1000 + seed, zlib.crc32(lab.encode())]))
+            key = [1000 + seed, zlib.crc32(lab.encode())]
+            cuts = background_cuts(s_bkg, np.random.default_rng(key))
             for s in signals:
-                rng = np.random.default_rng([1000 + seed, zlib.crc32(lab.encode()), zlib.crc32(s.encode())])
+                rng = np.random.default_rng([*key, zlib.crc32(s.encode())])
                 per[lab][s].append(metrics(cuts, det.score_samples(data[s]), rng))
             print(f"  seed {seed} {lab}: fit {fit_s:.1f} s, {us:.2f} µs/event", flush=True)
 
@@ -557,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         summary[default] = {}
         print(f"{default} vs the best of {', '.join(a for a in anchors if a in res)} (per signal):")
-        for g in ("adc", "tuning", "held-out", "held-out-2", "held-out-3", "other"):
+        for g in GROUPS:
             sigs = [s for s in signals if group_of(s) == g and s in res[default]]
             if not sigs:
                 continue

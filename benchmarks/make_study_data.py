@@ -31,6 +31,14 @@ SCALES = {
     "dev20k": {"sm_train": 20_000, "sm_test": 40_000, "signal": 1_000},
 }
 ADC = {"ato4l": 11, "lq-btau": 12, "h0-tautau": 13, "hplus-taunu": 14}
+#: Card folders under cards/ and their generator seeds: a table per card (with a fallback for new
+#: cards), or None for consecutive seeds from the base in name order.
+CARD_SEEDS: dict[str, tuple[dict[str, int] | None, int]] = {
+    "tuning": ({"zprime-tt-1000": 23, "h2-zz-300": 24}, 30),
+    "heldout": (None, 41),
+    "heldout2": ({"zprime-tautau-1000": 61, "h-zz-4l": 62, "wz-3l": 63}, 70),
+    "heldout3": ({"hpp-ll-500": 81, "wprime-wz-1500": 82, "wr-eejj-3000": 83}, 90),
+}
 
 
 def jobs(scale: str) -> list[tuple[str, int, int, list[str]]]:
@@ -39,17 +47,10 @@ def jobs(scale: str) -> list[tuple[str, int, int, list[str]]]:
     out = [("sm_train", n["sm_train"], 1, ["sm-mix"]), ("sm_test", n["sm_test"], 3, ["sm-mix"])]
     out += [(name, n["signal"], seed, [name]) for name, seed in ADC.items()]
     out += [("zprime-ll", n["signal"], 21, ["zprime-ll"]), ("wprime-lnu", n["signal"], 22, ["wprime-lnu"])]
-    tuning_seeds = {"zprime-tt-1000": 23, "h2-zz-300": 24}
-    for card in sorted((HERE / "cards" / "tuning").glob("*.cmnd")):
-        out.append((card.stem, n["signal"], tuning_seeds.get(card.stem, 30), ["--card", str(card)]))
-    for i, card in enumerate(sorted((HERE / "cards" / "heldout").glob("*.cmnd"))):
-        out.append((card.stem, n["signal"], 41 + i, ["--card", str(card)]))
-    heldout2_seeds = {"zprime-tautau-1000": 61, "h-zz-4l": 62, "wz-3l": 63}
-    for card in sorted((HERE / "cards" / "heldout2").glob("*.cmnd")):
-        out.append((card.stem, n["signal"], heldout2_seeds.get(card.stem, 70), ["--card", str(card)]))
-    heldout3_seeds = {"hpp-ll-500": 81, "wprime-wz-1500": 82, "wr-eejj-3000": 83}
-    for card in sorted((HERE / "cards" / "heldout3").glob("*.cmnd")):
-        out.append((card.stem, n["signal"], heldout3_seeds.get(card.stem, 90), ["--card", str(card)]))
+    for folder, (seeds, base) in CARD_SEEDS.items():
+        for i, card in enumerate(sorted((HERE / "cards" / folder).glob("*.cmnd"))):
+            seed = base + i if seeds is None else seeds.get(card.stem, base)
+            out.append((card.stem, n["signal"], seed, ["--card", str(card)]))
     return out
 
 
